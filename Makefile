@@ -1,0 +1,36 @@
+# The README's commands. Each creates .venv and installs the project into it when missing
+# (or when pyproject.toml changed), so they work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA ?= data/moving_shapes
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	test -f $(DEMO_DATA)/manifest.csv || $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
+	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 16 --frame-step 2
+	$(BIN)/jepa data inspect $(DEMO_DATA)/train.csv --num-frames 16 --frame-step 2 --crop-size 64
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/jepa bench data
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) data/moving_shapes .pytest_cache

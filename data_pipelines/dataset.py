@@ -1,0 +1,187 @@
+"""``VideoClipDataset``: one item per video, ``clips_per_video`` uint8 clips each, decoded on CPU.
+
+Item (a dict):
+  video          uint8 ``[K, T, H, W, 3]`` (K clips, T frames, channels last, as decoded)
+  frame_indices  int64 ``[K, T]``: which source frames the clip holds
+  index          int: the item's position in the source (after any bad-file replacement)
+  <label>        one entry per manifest label column (int64 or float32 scalars)
+
+``collate_clips`` flattens clips into the batch: ``video`` ``[B*K, T, H, W, 3]`` and every other
+field repeated per clip, so a batch always looks the same whatever K is.
+
+Bad files (``bad_files="skip"``, the default): the first failure of a file logs one warning that
+names the file and the reason, marks it in a table shared by all DataLoader workers, and the
+item is replaced by the next good file (its own labels come with it, so no clip is ever
+mislabelled). Marked files are never opened again. ``skip_count`` and ``skipped_files()`` expose
+the table. If every file is bad, the dataset raises instead of spinning. ``bad_files="strict"``
+raises ``DecodeError`` naming the file on the first failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from data_pipelines.decode import ERROR_KINDS, DecodeError, open_video
+from data_pipelines.sampling import ClipSampler
+from data_pipelines.sources import VideoSource, load_source
+
+log = logging.getLogger(__name__)
+
+
+class VideoClipDataset(Dataset):
+    """Clips from a manifest or folder of videos.
+
+    Args:
+        source: manifest CSV, folder of videos, or a ``VideoSource``.
+        sampler: which frames make a clip (``ClipSampler``).
+        bad_files: "skip" (log, count, replace) or "strict" (raise).
+        short_side: resize at decode time so the shorter side is at most this (None: keep).
+        backend: "pyav" (default) or "torchcodec".
+        decode_threads: decoder threads per worker.
+        error_detect: raise on bitstream damage instead of concealing it.
+        vocab: class lists for categorical manifest columns (see ``read_manifest``).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | VideoSource,
+        sampler: ClipSampler | None = None,
+        bad_files: Literal["skip", "strict"] = "skip",
+        short_side: int | None = None,
+        backend: str = "pyav",
+        decode_threads: int = 1,
+        error_detect: bool = True,
+        vocab: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        if bad_files not in ("skip", "strict"):
+            raise ValueError(f"bad_files must be 'skip' or 'strict', got {bad_files!r}")
+        self.source = load_source(source, vocab)
+        self.sampler = sampler or ClipSampler()
+        self.bad_files = bad_files
+        self.short_side = short_side
+        self.backend = backend
+        self.decode_threads = decode_threads
+        self.error_detect = error_detect
+        # One byte per file, shared with DataLoader workers: 0 = fine, else an ERROR_KINDS index.
+        self._status = mp.Array("b", len(self.source), lock=True)
+        missing = [p for p in self.source.paths if not os.path.exists(p)]
+        if len(missing) == len(self.source):
+            raise FileNotFoundError(
+                f"{self.source.origin}: none of its {len(missing)} files exist "
+                f"(first: {missing[0]})"
+            )
+        if missing:
+            log.warning(
+                "%s: %d of %d files do not exist and will be skipped (first: %s)",
+                self.source.origin, len(missing), len(self.source), missing[0],
+            )
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.source.labels)
+
+    @property
+    def skip_count(self) -> int:
+        """Number of distinct files skipped so far, over all workers."""
+        return sum(1 for s in self._status.get_obj() if s)
+
+    def skipped_files(self) -> dict[str, str]:
+        """Skipped file -> reason kind (one of ``ERROR_KINDS``)."""
+        status = self._status.get_obj()
+        return {self.source.paths[i]: ERROR_KINDS[s] for i, s in enumerate(status) if s}
+
+    def load_clips(self, index: int) -> dict[str, Any]:
+        """Decode the clips of file ``index``; raises ``DecodeError`` on any problem."""
+        path = self.source.paths[index]
+        with open_video(
+            path,
+            backend=self.backend,
+            threads=self.decode_threads,
+            short_side=self.short_side,
+            error_detect=self.error_detect,
+        ) as reader:
+            indices = self.sampler(reader.num_frames, reader.fps, path=path)  # [K, T]
+            frames = reader.get_frames(indices.reshape(-1))  # [K*T, H, W, 3]
+        k, t = indices.shape
+        item: dict[str, Any] = {
+            "video": torch.from_numpy(frames).view(k, t, *frames.shape[1:]),
+            "frame_indices": torch.from_numpy(indices),
+            "index": index,
+        }
+        for name, values in self.source.labels.items():
+            item[name] = torch.as_tensor(values[index])
+        return item
+
+    def _mark_bad(self, index: int, err: DecodeError) -> None:
+        with self._status.get_lock():
+            first = self._status[index] == 0
+            self._status[index] = ERROR_KINDS.index(err.kind)
+        if first:
+            log.warning("skipping bad video %s (%s: %s)", err.path, err.kind, err.detail)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        for attempt in range(n):
+            i = (index + attempt) % n
+            if self._status[i]:
+                continue  # known bad: don't reopen it
+            try:
+                return self.load_clips(i)
+            except DecodeError as err:
+                if self.bad_files == "strict":
+                    raise
+                self._mark_bad(i, err)
+            except Exception as err:  # a decoder bug must not kill a long run either
+                wrapped = DecodeError(self.source.paths[i], "other", f"{type(err).__name__}: {err}")
+                if self.bad_files == "strict":
+                    raise wrapped from err
+                self._mark_bad(i, wrapped)
+        reasons = {}
+        for path, kind in self.skipped_files().items():
+            reasons.setdefault(kind, path)
+        raise RuntimeError(
+            f"{self.source.origin}: all {n} videos failed to decode; one file per reason: "
+            + ", ".join(f"{k}: {p}" for k, p in reasons.items())
+        )
+
+
+def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack items and flatten clips into the batch.
+
+    ``video`` becomes uint8 ``[B*K, T, H, W, 3]``. Sources of different sizes are padded
+    (bottom/right, zeros) to the largest H and W in the batch; ``frame_size`` ``[B*K, 2]`` holds
+    each clip's true (H, W), and the device transforms only crop inside it.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
+    k = items[0]["video"].shape[0]
+    sizes = torch.as_tensor([tuple(it["video"].shape[2:4]) for it in items])  # [B, 2]
+    h, w = (int(v) for v in sizes.max(0).values)
+    if bool((sizes == sizes[0]).all()):
+        video = torch.cat([it["video"] for it in items])
+    else:
+        t = items[0]["video"].shape[1]
+        video = torch.zeros((len(items) * k, t, h, w, 3), dtype=torch.uint8)
+        for b, it in enumerate(items):
+            hb, wb = it["video"].shape[2:4]
+            video[b * k : (b + 1) * k, :, :hb, :wb] = it["video"]
+    batch: dict[str, torch.Tensor] = {
+        "video": video,
+        "frame_size": sizes.repeat_interleave(k, 0),
+        "frame_indices": torch.cat([it["frame_indices"] for it in items]),
+        "index": torch.as_tensor([it["index"] for it in items]).repeat_interleave(k),
+    }
+    for name in items[0]:
+        if name not in batch:
+            batch[name] = torch.stack([torch.as_tensor(it[name]) for it in items]).repeat_interleave(k)
+    return batch

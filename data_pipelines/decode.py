@@ -1,0 +1,303 @@
+"""Frame-exact video decoding: open a file, learn its frame count and rate, decode chosen frames.
+
+Frame index ``i`` means the i-th decodable frame of the first video stream in presentation
+(pts) order, the same numbering a full sequential decode gives. ``VideoReader.get_frames``
+seeks to the keyframe at or before the first wanted frame and decodes only up to the last one;
+clips far apart in one file get a seek each.
+
+How frame indices are found (``PyAVReader``):
+  * fast path, constant frame rate: when the container states a frame count (mp4/mov do),
+    frame i is expected at ``start + i / fps``. Every decoded frame is checked against that
+    grid; a frame off the grid (variable frame rate, dropped frames, edit lists) switches the
+    file to the exact path and the request is decoded again.
+  * exact path: the packets are demuxed once (no decoding) to list every frame's pts, which
+    gives the exact frame count and a pts -> index map. Used for containers without a frame
+    count (mkv, webm, avi) and for variable-frame-rate files.
+
+Variable frame rate policy: indices stay positional (the i-th frame), and ``fps`` is the
+stream's average rate; a target-fps sampler therefore picks every k-th frame with
+k = round(average_fps / target_fps), as decord-based loaders do.
+
+Errors: everything that goes wrong with a file surfaces as ``DecodeError(path, kind, detail)``,
+never as a wrong clip. Corrupt bitstreams are caught by FFmpeg's ``err_detect=explode``
+(on by default) instead of being concealed into plausible-looking frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Protocol
+
+import av
+import numpy as np
+
+#: File suffixes treated as videos when a folder is given instead of a manifest.
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".ts")
+
+#: Categories of bad input, in the order of the shared skip table (0 means "no problem").
+ERROR_KINDS: tuple[str, ...] = (
+    "ok",
+    "missing",
+    "unreadable",
+    "empty",
+    "not_media",
+    "no_video_stream",
+    "corrupt",
+    "truncated",
+    "too_short",
+    "other",
+)
+
+
+class DecodeError(RuntimeError):
+    """A file could not give the requested clip. ``kind`` is one of ``ERROR_KINDS``."""
+
+    def __init__(self, path: str | os.PathLike, kind: str, detail: str) -> None:
+        assert kind in ERROR_KINDS, kind
+        self.path, self.kind, self.detail = str(path), kind, detail
+        super().__init__(f"{self.path}: {kind}: {detail}")
+
+
+class VideoReader(Protocol):
+    """What every decoding backend offers. Frames come back as uint8 ``[N, H, W, 3]`` RGB."""
+
+    path: str
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def check_file(path: str | os.PathLike) -> None:
+    """Fail early, with a precise reason, on files no decoder should be asked to open."""
+    p = str(path)
+    if not os.path.lexists(p):
+        raise DecodeError(p, "missing", "no such file")
+    if not os.path.exists(p):
+        raise DecodeError(p, "missing", "broken symbolic link")
+    if os.path.isdir(p):
+        raise DecodeError(p, "unreadable", "is a directory")
+    if not os.access(p, os.R_OK):
+        raise DecodeError(p, "unreadable", "permission denied")
+    if os.path.getsize(p) == 0:
+        raise DecodeError(p, "empty", "file is 0 bytes")
+
+
+class _OffGrid(Exception):
+    """A decoded frame was not where the constant-frame-rate grid put it."""
+
+
+def _output_size(h: int, w: int, short_side: int | None) -> tuple[int, int]:
+    if short_side is None or min(h, w) <= short_side:
+        return h, w
+    if h <= w:
+        return short_side, max(1, round(w * short_side / h))
+    return max(1, round(h * short_side / w)), short_side
+
+
+class PyAVReader:
+    """Decode frames of one file with PyAV (FFmpeg inside the wheel; no system libraries).
+
+    Args:
+        path: the video file.
+        threads: decoder threads (0 lets FFmpeg choose). Frame+slice threading ("AUTO").
+        short_side: if set, frames are resized at decode time so that their shorter side is at
+            most this many pixels (aspect kept), bounding memory for large sources.
+        error_detect: make the decoder raise on bitstream damage instead of concealing it.
+        max_gap: wanted frames further apart than this get a fresh seek instead of decoding
+            through the gap.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int = 1,
+        short_side: int | None = None,
+        error_detect: bool = True,
+        max_gap: int = 48,
+    ) -> None:
+        self.path = str(path)
+        check_file(self.path)
+        try:
+            self._container = av.open(self.path, metadata_errors="ignore")
+        except av.error.FFmpegError as e:
+            raise DecodeError(self.path, "not_media", f"FFmpeg cannot open it ({e})") from e
+        try:
+            if not self._container.streams.video:
+                kinds = sorted({s.type for s in self._container.streams}) or ["none"]
+                raise DecodeError(self.path, "no_video_stream", f"streams: {', '.join(kinds)}")
+            self._stream = s = self._container.streams.video[0]
+            s.thread_type = "AUTO"
+            s.thread_count = threads
+            if error_detect:
+                s.codec_context.options = {"err_detect": "explode"}
+            cc = s.codec_context
+            if not cc.width or not cc.height:
+                raise DecodeError(self.path, "corrupt", "video stream has no frame size")
+            self.height, self.width = _output_size(cc.height, cc.width, short_side)
+            self._resize = (self.height, self.width) != (cc.height, cc.width)
+            rate = s.average_rate or s.guessed_rate or s.base_rate
+            self.fps = float(rate) if rate else 0.0
+            self._max_gap = max_gap
+            self._pts_index: dict[int, int] | None = None  # exact path: pts -> frame index
+            self._pts: np.ndarray | None = None  # exact path: pts of frame i, [N]
+            if s.frames > 0 and s.start_time is not None and rate:
+                self.num_frames = int(s.frames)
+                self._start = int(s.start_time)
+                self._step = 1 / (Fraction(rate) * s.time_base)  # pts ticks per frame
+            else:
+                self._scan()
+        except BaseException:
+            self._container.close()
+            raise
+
+    # -- index ---------------------------------------------------------------------------------
+    def _scan(self) -> None:
+        """Exact path: list every frame's pts by demuxing packets (no decoding)."""
+        try:
+            self._container.seek(0, stream=self._stream, backward=True)
+            pts = [p.pts for p in self._container.demux(self._stream) if p.size and p.pts is not None]
+        except av.error.FFmpegError as e:
+            raise DecodeError(self.path, "corrupt", f"demuxing failed ({e})") from e
+        pts_arr = np.unique(np.asarray(pts, dtype=np.int64))
+        if len(pts_arr) == 0:
+            raise DecodeError(self.path, "corrupt", "video stream has no timestamped packets")
+        self._pts = pts_arr
+        self._pts_index = {int(p): i for i, p in enumerate(pts_arr)}
+        self.num_frames = len(pts_arr)
+        if not self.fps and len(pts_arr) > 1:
+            span = float((pts_arr[-1] - pts_arr[0]) * self._stream.time_base)
+            self.fps = (len(pts_arr) - 1) / span if span > 0 else 0.0
+
+    def _pts_of(self, index: int) -> int:
+        if self._pts is not None:
+            return int(self._pts[index])
+        return self._start + round(index * self._step)
+
+    def _index_of(self, pts: int | None) -> int:
+        if pts is None:
+            raise _OffGrid
+        if self._pts_index is not None:
+            if pts not in self._pts_index:
+                raise DecodeError(self.path, "corrupt", f"decoded a frame at pts {pts} with no packet")
+            return self._pts_index[pts]
+        k = round((pts - self._start) / self._step)
+        if abs(pts - self._pts_of(k)) * 2 >= self._step:
+            raise _OffGrid
+        return k
+
+    # -- decoding ------------------------------------------------------------------------------
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 [N, H, W, 3]."""
+        idx = [int(i) for i in indices]
+        if not idx:
+            return np.empty((0, self.height, self.width, 3), np.uint8)
+        bad = [i for i in idx if not 0 <= i < self.num_frames]
+        if bad:
+            raise DecodeError(
+                self.path, "too_short", f"frame {bad[0]} requested, file has {self.num_frames}"
+            )
+        try:
+            frames = self._decode(sorted(set(idx)))
+        except _OffGrid:
+            self._scan()  # not constant-rate after all: index exactly, decode again
+            frames = self._decode(sorted(set(idx)))
+        return np.stack([frames[i] for i in idx])
+
+    def _decode(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        segment = [wanted[0]]
+        for i in wanted[1:]:
+            if i - segment[-1] > self._max_gap:
+                self._decode_segment(segment, out)
+                segment = []
+            segment.append(i)
+        self._decode_segment(segment, out)
+        return out
+
+    def _decode_segment(self, segment: list[int], out: dict[int, np.ndarray]) -> None:
+        first, last, todo = segment[0], segment[-1], set(segment)
+        back = 0  # how far before `first` we seek; grows if a seek lands past the target
+        while True:
+            target = max(0, first - back)
+            try:
+                self._container.seek(self._pts_of(target), stream=self._stream, backward=True)
+                prev = None
+                landed = None
+                for frame in self._container.decode(self._stream):
+                    k = self._index_of(frame.pts)
+                    if prev is not None and k != prev + 1 and self._pts is None:
+                        raise _OffGrid  # a gap or repeat: the constant-rate grid is wrong
+                    prev = k
+                    if landed is None:
+                        landed = k
+                        if k > first:
+                            break  # the seek overshot; retry from further back
+                    if k in todo:
+                        out[k] = self._to_array(frame)
+                    if k >= last:
+                        break
+            except av.error.FFmpegError as e:
+                raise DecodeError(self.path, "corrupt", f"decoding failed near frame {first} ({e})") from e
+            if landed is not None and landed > first and target > 0:
+                back = max(2 * back, 16)
+                continue
+            missing = sorted(todo - out.keys())
+            if not missing:
+                return
+            if self._pts is None:
+                raise _OffGrid  # the stated frame count may be wrong: recount exactly
+            raise DecodeError(
+                self.path,
+                "truncated",
+                f"stream ended before frame {missing[0]} of {self.num_frames}",
+            )
+
+    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._resize:
+            return frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+        return frame.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> PyAVReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_video(
+    path: str | os.PathLike,
+    backend: str = "pyav",
+    threads: int = 1,
+    short_side: int | None = None,
+    error_detect: bool = True,
+    device: str = "cpu",
+) -> VideoReader:
+    """Open ``path`` with the chosen backend ("pyav", the default, or "torchcodec")."""
+    if backend == "pyav":
+        return PyAVReader(path, threads=threads, short_side=short_side, error_detect=error_detect)
+    if backend == "torchcodec":
+        from data_pipelines.torchcodec_backend import TorchCodecReader
+
+        return TorchCodecReader(path, short_side=short_side, device=device, threads=threads)
+    raise ValueError(f"unknown decoding backend {backend!r}; expected 'pyav' or 'torchcodec'")
+
+
+def decode_all(path: str | os.PathLike) -> np.ndarray:
+    """Reference: decode every frame sequentially from the start -> uint8 [N, H, W, 3]."""
+    with av.open(str(path)) as c:
+        frames = sorted(
+            ((f.pts if f.pts is not None else i, f.to_ndarray(format="rgb24"))
+             for i, f in enumerate(c.decode(video=0))),
+            key=lambda t: t[0],
+        )
+    return np.stack([f for _, f in frames])

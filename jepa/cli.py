@@ -1,0 +1,150 @@
+"""The ``jepa`` command line.
+
+  jepa data synth moving-shapes --out DIR --videos N --seed S   write the built-in dataset
+  jepa data check DIR_OR_MANIFEST [--num-frames F --frame-step S] [--strict]
+  jepa data inspect DIR_OR_MANIFEST                              summary of one device batch
+  jepa bench data                                                loader vs decode-only vs naive
+
+Training (``jepa fit``), probing, planning and export arrive with their issues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _add_clip_args(p: argparse.ArgumentParser, num_frames: int = 16, frame_step: int = 2) -> None:
+    p.add_argument("--num-frames", type=int, default=num_frames, help="frames per clip")
+    p.add_argument("--frame-step", type=int, default=frame_step, help="source frames between clip frames")
+    p.add_argument("--fps", type=float, default=None, help="sample at this frame rate instead of --frame-step")
+    p.add_argument("--short-side", type=int, default=None, help="resize at decode time to this shorter side")
+    p.add_argument("--backend", default="pyav", choices=["pyav", "torchcodec"])
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
+
+    import time
+
+    cfg = MovingShapesConfig(
+        size=args.size, frames=args.frames, fps=args.video_fps, distractors=args.distractors, gop=args.gop
+    )
+    start = time.perf_counter()
+    manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, args.val_fraction, args.workers)
+    print(f"wrote {args.videos} videos and {manifest} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from data_pipelines.check import check_source
+    from data_pipelines.sampling import ClipSampler
+
+    sampler = ClipSampler(args.num_frames, args.frame_step, args.fps, mode="uniform")
+    report = check_source(args.source, sampler, args.backend, args.short_side, args.workers)
+    print(report.format())
+    if args.strict and report.bad:
+        print(f"strict: {len(report.bad)} bad files (first: {report.bad[0].path})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from data_pipelines.datamodule import VideoDataModule
+    from data_pipelines.preview import inspect_batch
+
+    dm = VideoDataModule(
+        train=args.source, num_frames=args.num_frames, frame_step=args.frame_step, fps=args.fps,
+        short_side=args.short_side, backend=args.backend, crop_size=args.crop_size,
+        batch_size=args.batch_size, num_workers=args.num_workers, persistent_workers=False,
+    )
+    print(inspect_batch(dm, args.device))
+    return 0
+
+
+def _cmd_bench_data(args: argparse.Namespace) -> int:
+    from data_pipelines.bench import run_benchmark
+
+    run_benchmark(
+        data_dir=args.data, videos=args.videos, workers=args.workers, batch_size=args.batch_size,
+        num_frames=args.num_frames, frame_step=args.frame_step, video_frames=args.video_frames,
+        size=args.size, epochs=args.epochs,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jepa", description="JEPA video world models")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="make, check and inspect datasets").add_subparsers(
+        dest="data_command", required=True
+    )
+    synth = data.add_parser("synth", help="write a built-in synthetic dataset as video files")
+    synth.add_argument("kind", choices=["moving-shapes"])
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--videos", type=int, default=2000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, default=64, help="frame height and width")
+    synth.add_argument("--frames", type=int, default=32, help="frames per video")
+    synth.add_argument("--video-fps", type=int, default=25)
+    synth.add_argument("--gop", type=int, default=16, help="keyframe interval")
+    synth.add_argument("--distractors", type=int, default=1)
+    synth.add_argument("--val-fraction", type=float, default=0.2)
+    synth.add_argument("--workers", type=int, default=None)
+    synth.set_defaults(func=_cmd_synth)
+
+    check = data.add_parser("check", help="decode a clip from every file and report problems")
+    check.add_argument("source", help="manifest CSV or folder of videos")
+    _add_clip_args(check)
+    check.add_argument("--strict", action="store_true", help="exit non-zero if any file is bad")
+    check.add_argument("--workers", type=int, default=None)
+    check.set_defaults(func=_cmd_check)
+
+    insp = data.add_parser("inspect", help="print a summary of one training batch")
+    insp.add_argument("source", help="manifest CSV or folder of videos")
+    _add_clip_args(insp)
+    insp.add_argument("--crop-size", type=int, default=64)
+    insp.add_argument("--batch-size", type=int, default=8)
+    insp.add_argument("--num-workers", type=int, default=2)
+    insp.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    insp.set_defaults(func=_cmd_inspect)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    bd = bench.add_parser("data", help="loader vs decode-only limit vs naive full decode")
+    bd.add_argument("--data", default=None, help="folder to (re)use for the benchmark videos")
+    bd.add_argument("--videos", type=int, default=96)
+    bd.add_argument("--video-frames", type=int, default=150, help="frames per benchmark video")
+    bd.add_argument("--size", type=int, default=128, help="benchmark video frame size")
+    bd.add_argument("--workers", type=int, default=2)
+    bd.add_argument("--batch-size", type=int, default=8)
+    bd.add_argument("--num-frames", type=int, default=16)
+    bd.add_argument("--frame-step", type=int, default=2)
+    bd.add_argument("--epochs", type=int, default=2, help="loader epochs timed (after a warm-up)")
+    bd.set_defaults(func=_cmd_bench_data)
+    return parser
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
