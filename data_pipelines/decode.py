@@ -127,6 +127,12 @@ class PyAVReader:
         try:
             self._container = av.open(self.path, metadata_errors="ignore")
         except av.error.FFmpegError as e:
+            with open(self.path, "rb") as f:
+                head = f.read(12)
+            if head[4:8] == b"ftyp":  # an mp4/mov whose index (moov) can't be read
+                raise DecodeError(
+                    self.path, "truncated", f"mp4/mov without a readable index: cut short? ({e})"
+                ) from e
             raise DecodeError(self.path, "not_media", f"FFmpeg cannot open it ({e})") from e
         try:
             if not self._container.streams.video:
@@ -206,7 +212,15 @@ class PyAVReader:
         try:
             frames = self._decode(sorted(set(idx)))
         except _OffGrid:
+            stated = self.num_frames
             self._scan()  # not constant-rate after all: index exactly, decode again
+            if max(idx) >= self.num_frames:
+                raise DecodeError(
+                    self.path,
+                    "truncated",
+                    f"container states {stated} frames but the stream holds {self.num_frames}; "
+                    f"frame {max(idx)} requested",
+                ) from None
             frames = self._decode(sorted(set(idx)))
         return np.stack([frames[i] for i in idx])
 
@@ -261,7 +275,9 @@ class PyAVReader:
 
     def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
         if self._resize:
-            return frame.to_ndarray(format="rgb24", width=self.width, height=self.height)
+            # RGB first, then an area resize: resizing in YUV would blur chroma twice.
+            rgb = frame.reformat(format="rgb24")
+            return rgb.reformat(width=self.width, height=self.height, interpolation="AREA").to_ndarray()
         return frame.to_ndarray(format="rgb24")
 
     def close(self) -> None:
