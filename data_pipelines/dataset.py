@@ -71,16 +71,23 @@ class VideoClipDataset(Dataset):
         self.error_detect = error_detect
         # One byte per file, shared with DataLoader workers: 0 = fine, else an ERROR_KINDS index.
         self._status = mp.Array("b", len(self.source), lock=True)
-        missing = [p for p in self.source.paths if not os.path.exists(p)]
+        missing = [i for i, p in enumerate(self.source.paths) if not os.path.exists(p)]
+        names = [self.source.paths[i] for i in missing[:5]]
         if len(missing) == len(self.source):
             raise FileNotFoundError(
-                f"{self.source.origin}: none of its {len(missing)} files exist "
-                f"(first: {missing[0]})"
+                f"{self.source.origin}: none of its {len(missing)} files exist (first: {names[0]})"
             )
         if missing:
+            if bad_files == "strict":
+                raise FileNotFoundError(
+                    f"{self.source.origin}: {len(missing)} files do not exist: {', '.join(names)}"
+                )
+            for i in missing:  # counted as skipped from the start; one warning for all of them
+                self._status[i] = ERROR_KINDS.index("missing")
             log.warning(
-                "%s: %d of %d files do not exist and will be skipped (first: %s)",
-                self.source.origin, len(missing), len(self.source), missing[0],
+                "skipping %d of %d files of %s that do not exist (missing): %s%s",
+                len(missing), len(self.source), self.source.origin, ", ".join(names),
+                " ..." if len(missing) > len(names) else "",
             )
 
     def __len__(self) -> int:

@@ -258,7 +258,7 @@ class PyAVReader:
                     if k >= last:
                         break
             except av.error.FFmpegError as e:
-                raise DecodeError(self.path, "corrupt", f"decoding failed near frame {first} ({e})") from e
+                raise DecodeError(self.path, "corrupt", f"decoding failed near frame {first}, damaged or cut short ({e})") from e
             if landed is not None and landed > first and target > 0:
                 back = max(2 * back, 16)
                 continue

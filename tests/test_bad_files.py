@@ -1,0 +1,188 @@
+"""Bad input: every kind of broken file, under the skip policy (log once, count, replace) and the
+strict policy (raise naming the file)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+from data_pipelines.dataset import VideoClipDataset, collate_clips
+from data_pipelines.decode import DecodeError, decode_all, open_video
+from data_pipelines.sampling import ClipSampler
+from data_pipelines.synth import write_manifest
+
+
+def _audio_only(path: Path) -> None:
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("aac", rate=16000)
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+
+
+def _corrupt(src: Path, dst: Path) -> None:
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(0)
+    for pos in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):
+        data[pos : pos + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+
+
+def make_bad(kind: str, tmp: Path, good: Path) -> Path:
+    """One bad file of ``kind``; returns its path."""
+    if kind == "empty":
+        p = tmp / "empty.mp4"
+        p.write_bytes(b"")
+    elif kind == "truncated":
+        p = tmp / "truncated.mp4"
+        p.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "truncated_faststart":  # index first, then the media data is cut short
+        p = tmp / "faststart.mp4"
+        from conftest import smooth_frames
+        from data_pipelines.synth import write_video
+
+        full = tmp / "faststart_full.mp4"
+        write_video(full, smooth_frames(40), 25, gop=8)
+        with av.open(str(full)) as src, av.open(str(tmp / "fs.mp4"), "w", options={"movflags": "faststart"}) as dst:
+            s_in = src.streams.video[0]
+            s_out = dst.add_stream_from_template(s_in)
+            for pkt in src.demux(s_in):
+                if pkt.dts is None:
+                    continue
+                pkt.stream = s_out
+                dst.mux(pkt)
+        data = (tmp / "fs.mp4").read_bytes()
+        p.write_bytes(data[: int(len(data) * 0.6)])
+    elif kind == "corrupt":
+        p = tmp / "corrupt.mp4"
+        _corrupt(good, p)
+    elif kind == "not_media":
+        p = tmp / "notes.mp4"
+        p.write_text("this is a text file, not a video\n" * 50)
+    elif kind == "audio_only":
+        p = tmp / "audio.mp4"
+        _audio_only(p)
+    elif kind == "missing":
+        p = tmp / "gone.mp4"
+        os.symlink(tmp / "does_not_exist.mp4", p)  # a broken link
+    elif kind == "directory":
+        p = tmp / "folder.mp4"
+        p.mkdir()
+    else:
+        raise ValueError(kind)
+    return p
+
+
+EXPECTED = {
+    "empty": "empty",
+    "truncated": "truncated",
+    "truncated_faststart": "corrupt",  # the index is intact; the cut-off packet fails to decode
+    "corrupt": "corrupt",
+    "not_media": "not_media",
+    "audio_only": "no_video_stream",
+    "missing": "missing",
+    "directory": "unreadable",
+}
+FULL_CLIP = ClipSampler(num_frames=40, frame_step=1, mode="uniform")  # touches every frame
+
+
+@pytest.fixture()
+def good_videos(make_video) -> list[Path]:
+    return [make_video(f"good{i}.mp4", t=40) for i in range(3)]
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_reader_raises_named_error(kind: str, tmp_path: Path, good_videos: list[Path]) -> None:
+    bad = make_bad(kind, tmp_path, good_videos[0])
+    with pytest.raises(DecodeError) as info:
+        with open_video(bad) as r:
+            r.get_frames(FULL_CLIP(r.num_frames, r.fps).reshape(-1))
+    assert info.value.kind == EXPECTED[kind]
+    assert str(bad) in str(info.value)
+
+
+def _manifest(tmp: Path, paths: list[Path]) -> Path:
+    rows = [{"path": str(p), "label": i} for i, p in enumerate(paths)]
+    write_manifest(tmp / "m.csv", rows)
+    return tmp / "m.csv"
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_skip_policy_logs_once_counts_and_replaces(
+    kind: str, tmp_path: Path, good_videos: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = make_bad(kind, tmp_path, good_videos[0])
+    with caplog.at_level(logging.WARNING, logger="data_pipelines.dataset"):
+        ds = VideoClipDataset(_manifest(tmp_path, [bad, *good_videos]), FULL_CLIP)
+        item = ds[0]
+        again = ds[0]
+    # Replaced by the next good file, which brings its own label and frames.
+    assert item["index"] == again["index"] == 1 and int(item["label"]) == 1
+    assert np.array_equal(item["video"][0].numpy(), decode_all(good_videos[0]))
+    warnings = [r.getMessage() for r in caplog.records if str(bad) in r.getMessage()]
+    assert len(warnings) == 1 and EXPECTED[kind] in warnings[0]
+    assert ds.skip_count == 1 and ds.skipped_files() == {str(bad): EXPECTED[kind]}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_strict_policy_raises_with_file_name(kind: str, tmp_path: Path, good_videos: list[Path]) -> None:
+    bad = make_bad(kind, tmp_path, good_videos[0])
+    manifest = _manifest(tmp_path, [*good_videos, bad])
+    if kind == "missing":  # caught when the dataset is built, before any training
+        with pytest.raises(FileNotFoundError, match=str(bad)):
+            VideoClipDataset(manifest, FULL_CLIP, bad_files="strict")
+        return
+    ds = VideoClipDataset(manifest, FULL_CLIP, bad_files="strict")
+    assert ds[0]["index"] == 0
+    with pytest.raises(DecodeError, match=str(bad)):
+        ds[3]
+
+
+def test_short_video_policies(tmp_path: Path, make_video) -> None:
+    short = make_video("short.mp4", t=10)
+    good = make_video("long.mp4", t=40)
+    m = _manifest(tmp_path, [short, good])
+    sampler = ClipSampler(num_frames=8, frame_step=2)
+    skip = VideoClipDataset(m, sampler)
+    assert skip[0]["index"] == 1 and skip.skipped_files() == {str(short): "too_short"}
+    with pytest.raises(DecodeError, match="short.mp4.*10 frames, a clip needs 15"):
+        VideoClipDataset(m, sampler, bad_files="strict")[0]
+    pad = VideoClipDataset(m, ClipSampler(num_frames=8, frame_step=2, short_videos="pad"))
+    item = pad[0]
+    assert item["frame_indices"].tolist() == [[0, 2, 4, 6, 8, 8, 8, 8]]
+    assert np.array_equal(item["video"][0].numpy(), decode_all(short)[[0, 2, 4, 6, 8, 8, 8, 8]])
+
+
+def test_all_bad_stops_with_clear_error(tmp_path: Path, good_videos: list[Path]) -> None:
+    bad = [make_bad(k, tmp_path, good_videos[0]) for k in ("empty", "not_media", "corrupt")]
+    ds = VideoClipDataset(_manifest(tmp_path, bad), FULL_CLIP)
+    with pytest.raises(RuntimeError, match="all 3 videos failed to decode.*empty"):
+        ds[0]
+
+
+def test_missing_files_in_manifest(tmp_path: Path, good_videos: list[Path]) -> None:
+    with pytest.raises(FileNotFoundError, match="none of its 2 files exist.*nope0.mp4"):
+        VideoClipDataset(_manifest(tmp_path, [tmp_path / "nope0.mp4", tmp_path / "nope1.mp4"]))
+
+
+def test_skip_count_is_shared_across_workers(tmp_path: Path, good_videos: list[Path]) -> None:
+    bad = [make_bad(k, tmp_path, good_videos[0]) for k in ("empty", "not_media", "corrupt", "audio_only")]
+    ds = VideoClipDataset(_manifest(tmp_path, [*bad, *good_videos]), FULL_CLIP)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_clips)
+    batches = list(loader)
+    assert sum(len(b["index"]) for b in batches) == len(ds)  # every item still delivered
+    assert all(int(i) >= 4 for b in batches for i in b["index"])  # only good files
+    assert ds.skip_count == 4  # seen from the main process
+    assert set(ds.skipped_files()) == {str(p) for p in bad}
