@@ -20,13 +20,14 @@ raises ``DecodeError`` naming the file on the first failure.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from data_pipelines.decode import ERROR_KINDS, DecodeError, open_video
 from data_pipelines.sampling import ClipSampler
@@ -162,6 +163,16 @@ class VideoClipDataset(Dataset):
         )
 
 
+def _empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor, in shared memory when built inside a DataLoader worker: the batch then
+    crosses to the main process without another copy (as ``default_collate`` does)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = math.prod(shape)
+    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+
+
 def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack items and flatten clips into the batch.
 
@@ -174,11 +185,12 @@ def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
     k = items[0]["video"].shape[0]
     sizes = torch.as_tensor([tuple(it["video"].shape[2:4]) for it in items])  # [B, 2]
     h, w = (int(v) for v in sizes.max(0).values)
+    t = items[0]["video"].shape[1]
+    video = _empty_shared((len(items) * k, t, h, w, 3), torch.uint8)
     if bool((sizes == sizes[0]).all()):
-        video = torch.cat([it["video"] for it in items])
+        torch.cat([it["video"] for it in items], out=video)
     else:
-        t = items[0]["video"].shape[1]
-        video = torch.zeros((len(items) * k, t, h, w, 3), dtype=torch.uint8)
+        video.zero_()
         for b, it in enumerate(items):
             hb, wb = it["video"].shape[2:4]
             video[b * k : (b + 1) * k, :, :hb, :wb] = it["video"]

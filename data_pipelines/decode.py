@@ -26,12 +26,14 @@ never as a wrong clip. Corrupt bitstreams are caught by FFmpeg's ``err_detect=ex
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Protocol
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 #: File suffixes treated as videos when a folder is given instead of a manifest.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".ts")
@@ -89,6 +91,29 @@ def check_file(path: str | os.PathLike) -> None:
         raise DecodeError(p, "empty", "file is 0 bytes")
 
 
+_local = threading.local()
+_SKIP_SAFE_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"})
+
+
+def frame_to_rgb(frame: av.VideoFrame, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """A decoded frame as uint8 RGB ``[H, W, 3]``, optionally area-resized.
+
+    Uses per-thread ``VideoReformatter``s, which keep their swscale context between frames:
+    ``frame.to_ndarray(format="rgb24")`` builds a new one per frame and is ~10x slower on small
+    frames. Resizing happens after the RGB conversion (resizing YUV would blur chroma twice).
+    """
+    if getattr(_local, "pid", None) != os.getpid():
+        # New per process too: a forked child must not reuse its parent's swscale context,
+        # whose worker threads did not survive the fork (using it would deadlock).
+        _local.rgb, _local.resize, _local.pid = VideoReformatter(), VideoReformatter(), os.getpid()
+    # threads=1: parallelism comes from DataLoader workers; swscale's own thread pool would
+    # only add start-up cost per context and threads that do not survive a fork.
+    rgb = _local.rgb.reformat(frame, format="rgb24", threads=1)
+    if height is not None and width is not None and (height, width) != (frame.height, frame.width):
+        rgb = _local.resize.reformat(rgb, width=width, height=height, interpolation="AREA", threads=1)
+    return rgb.to_ndarray()
+
+
 class _OffGrid(Exception):
     """A decoded frame was not where the constant-frame-rate grid put it."""
 
@@ -112,6 +137,8 @@ class PyAVReader:
         error_detect: make the decoder raise on bitstream damage instead of concealing it.
         max_gap: wanted frames further apart than this get a fresh seek instead of decoding
             through the gap.
+        skip_unneeded: let the decoder drop unwanted frames that no other frame references
+            (``skip_frame=NONREF``); kept frames are bit-identical either way.
     """
 
     def __init__(
@@ -121,6 +148,7 @@ class PyAVReader:
         short_side: int | None = None,
         error_detect: bool = True,
         max_gap: int = 48,
+        skip_unneeded: bool = True,
     ) -> None:
         self.path = str(path)
         check_file(self.path)
@@ -139,11 +167,16 @@ class PyAVReader:
                 kinds = sorted({s.type for s in self._container.streams}) or ["none"]
                 raise DecodeError(self.path, "no_video_stream", f"streams: {', '.join(kinds)}")
             self._stream = s = self._container.streams.video[0]
-            s.thread_type = "AUTO"
-            s.thread_count = threads
-            if error_detect:
-                s.codec_context.options = {"err_detect": "explode"}
             cc = s.codec_context
+            if cc is None:  # e.g. a damaged header or a codec this FFmpeg build lacks
+                raise DecodeError(self.path, "corrupt", "video stream has no decodable codec")
+            cc.thread_type = "AUTO"
+            cc.thread_count = threads
+            if error_detect:
+                cc.options = {"err_detect": "explode"}
+            # NONREF skipping is exact only where "non-reference" means no later frame reads it;
+            # AV1's hidden frames (shown later by reference) and VP9's break that rule.
+            self._skip = skip_unneeded and cc.name in _SKIP_SAFE_CODECS
             if not cc.width or not cc.height:
                 raise DecodeError(self.path, "corrupt", "video stream has no frame size")
             self.height, self.width = _output_size(cc.height, cc.width, short_side)
@@ -156,7 +189,8 @@ class PyAVReader:
             if s.frames > 0 and s.start_time is not None and rate:
                 self.num_frames = int(s.frames)
                 self._start = int(s.start_time)
-                self._step = 1 / (Fraction(rate) * s.time_base)  # pts ticks per frame
+                step = 1 / (Fraction(rate) * s.time_base)  # pts ticks per frame, exact
+                self._step_num, self._step_den = step.numerator, step.denominator
             else:
                 self._scan()
         except BaseException:
@@ -184,17 +218,21 @@ class PyAVReader:
     def _pts_of(self, index: int) -> int:
         if self._pts is not None:
             return int(self._pts[index])
-        return self._start + round(index * self._step)
+        # start + round(index * num / den), in integers (Fractions are slow in the hot loop)
+        return self._start + (2 * index * self._step_num + self._step_den) // (2 * self._step_den)
 
     def _index_of(self, pts: int | None) -> int:
         if pts is None:
+            if self._pts_index is not None:
+                raise DecodeError(self.path, "corrupt", "a frame without a timestamp")
             raise _OffGrid
         if self._pts_index is not None:
             if pts not in self._pts_index:
                 raise DecodeError(self.path, "corrupt", f"decoded a frame at pts {pts} with no packet")
             return self._pts_index[pts]
-        k = round((pts - self._start) / self._step)
-        if abs(pts - self._pts_of(k)) * 2 >= self._step:
+        num, den = self._step_num, self._step_den
+        k = (2 * (pts - self._start) * den + num) // (2 * num)  # nearest frame on the grid
+        if abs(pts - self._pts_of(k)) * 2 * den >= num:  # off by half a frame or more
             raise _OffGrid
         return k
 
@@ -242,24 +280,12 @@ class PyAVReader:
             target = max(0, first - back)
             try:
                 self._container.seek(self._pts_of(target), stream=self._stream, backward=True)
-                prev = None
-                landed = None
-                for frame in self._container.decode(self._stream):
-                    k = self._index_of(frame.pts)
-                    if prev is not None and k != prev + 1 and self._pts is None:
-                        raise _OffGrid  # a gap or repeat: the constant-rate grid is wrong
-                    prev = k
-                    if landed is None:
-                        landed = k
-                        if k > first:
-                            break  # the seek overshot; retry from further back
-                    if k in todo:
-                        out[k] = self._to_array(frame)
-                    if k >= last:
-                        break
+                landed, overshot = self._decode_packets(first, last, todo, out)
             except av.error.FFmpegError as e:
-                raise DecodeError(self.path, "corrupt", f"decoding failed near frame {first}, damaged or cut short ({e})") from e
-            if landed is not None and landed > first and target > 0:
+                raise DecodeError(
+                    self.path, "corrupt", f"decoding failed near frame {first}, damaged or cut short ({e})"
+                ) from e
+            if overshot and target > 0:
                 back = max(2 * back, 16)
                 continue
             missing = sorted(todo - out.keys())
@@ -273,12 +299,47 @@ class PyAVReader:
                 f"stream ended before frame {missing[0]} of {self.num_frames}",
             )
 
+    def _decode_packets(
+        self, first: int, last: int, todo: set[int], out: dict[int, np.ndarray]
+    ) -> tuple[int | None, bool]:
+        """Demux and decode from the current position up to frame ``last``.
+
+        Packets of frames that are not wanted are decoded with ``skip_frame=NONREF``: the
+        decoder drops them if no other frame references them (B-frames, typically a third to a
+        half of an H.264 stream), which cannot change any frame that is kept. Returns the first
+        decoded frame's index and whether the seek landed after ``first``.
+        """
+        cc = self._stream.codec_context
+        landed: int | None = None
+        seen: set[int] = set()  # frame indices of the packets read (to check the grid)
+        for packet in self._container.demux(self._stream):
+            if packet.pts is not None:
+                k = self._index_of(packet.pts)
+                if k in seen and self._pts is None:
+                    raise _OffGrid  # two packets on one grid slot: not constant-rate
+                seen.add(k)
+                if self._skip:
+                    cc.skip_frame = "DEFAULT" if k in todo else "NONREF"
+            elif self._skip:
+                cc.skip_frame = "DEFAULT"  # the flush packet at the end of the stream
+            for frame in cc.decode(packet):
+                k = self._index_of(frame.pts)
+                if landed is None:
+                    landed = k
+                    if k > first:
+                        return landed, True
+                if k in todo:
+                    out[k] = self._to_array(frame)
+                if k >= last:
+                    if self._pts is None and not seen.issuperset(range(landed, last + 1)):
+                        raise _OffGrid  # a frame is missing from the grid: not constant-rate
+                    return landed, False
+        return landed, False
+
     def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
         if self._resize:
-            # RGB first, then an area resize: resizing in YUV would blur chroma twice.
-            rgb = frame.reformat(format="rgb24")
-            return rgb.reformat(width=self.width, height=self.height, interpolation="AREA").to_ndarray()
-        return frame.to_ndarray(format="rgb24")
+            return frame_to_rgb(frame, self.height, self.width)
+        return frame_to_rgb(frame)
 
     def close(self) -> None:
         self._container.close()
@@ -312,7 +373,7 @@ def decode_all(path: str | os.PathLike) -> np.ndarray:
     """Reference: decode every frame sequentially from the start -> uint8 [N, H, W, 3]."""
     with av.open(str(path)) as c:
         frames = sorted(
-            ((f.pts if f.pts is not None else i, f.to_ndarray(format="rgb24"))
+            ((f.pts if f.pts is not None else i, frame_to_rgb(f))
              for i, f in enumerate(c.decode(video=0))),
             key=lambda t: t[0],
         )

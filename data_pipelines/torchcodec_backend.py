@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,7 +55,8 @@ from data_pipelines.decode import DecodeError, _output_size, check_file
 _INSTALL_HINT = (
     "the torchcodec decoding backend needs the optional 'torchcodec' package "
     "(pip install 'jepa[torchcodec]', with a torchcodec release that matches your torch) "
-    "and FFmpeg shared libraries (libavcodec etc., FFmpeg major version 4-7) on the system, "
+    "and FFmpeg shared libraries (libavcodec etc., FFmpeg major version 4-7; recent "
+    "torchcodec releases also take 8-9) on the system, "
     "e.g. 'apt-get install ffmpeg' or 'conda install ffmpeg'; or use backend='pyav'"
 )
 
@@ -93,6 +95,24 @@ def _open_error_kind(message: str) -> str:
     if "stream" in m and ("video" in m or "no stream" in m or "best" in m):
         return "no_video_stream"
     return "corrupt"  # opened, but scanning the packets / reading the header failed
+
+
+def _first_line(e: BaseException) -> str:
+    """First line of an error message, without torchcodec's "function, file.cpp:line, " prefix."""
+    lines = str(e).strip().splitlines()
+    if not lines:
+        return type(e).__name__
+    m = re.match(r"^\w+, \S+:\d+, (.*)$", lines[0])
+    return m.group(1) if m else lines[0]
+
+
+def _looks_like_mp4(path: str) -> bool:
+    """An ISO-BMFF (mp4/mov) file type box at the start, as PyAVReader checks too."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(12)[4:8] == b"ftyp"
+    except OSError:
+        return False
 
 
 class TorchCodecReader:
@@ -142,10 +162,8 @@ class TorchCodecReader:
         self.fps = float(fps) if fps else 0.0
         self.height, self.width = _output_size(src_h, src_w, short_side)
         # Resize after decoding when the decoder could not do it (GPU, older torchcodec).
-        self._interpolate = "transforms" not in kwargs and (self.height, self.width) != (
-            src_h,
-            src_w,
-        )
+        resized = (self.height, self.width) != (src_h, src_w)
+        self._interpolate = resized and "transforms" not in kwargs
 
     def _decoder_resize(
         self, video_decoder: Any, params: Any, kwargs: dict[str, Any], short_side: int
@@ -184,7 +202,9 @@ class TorchCodecReader:
             if "Could not load libtorchcodec" in msg:
                 raise ImportError(f"{_INSTALL_HINT} (torchcodec could not load FFmpeg)") from e
             kind = _open_error_kind(msg)
-            detail = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+            if kind == "not_media" and _looks_like_mp4(self.path):
+                kind = "truncated"  # an mp4/mov whose index (moov) can't be read: cut short?
+            detail = _first_line(e)
             raise DecodeError(self.path, kind, f"torchcodec cannot open it ({detail})") from e
 
     # -- decoding ------------------------------------------------------------------------------
@@ -228,7 +248,7 @@ class TorchCodecReader:
         except IndexError as e:  # indices are checked above; the stream held fewer frames
             raise DecodeError(self.path, "truncated", f"near frame {wanted[0]}: {e}") from e
         except (RuntimeError, ValueError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = _first_line(e)
             kind = "truncated" if "no more frames" in msg.lower() else "corrupt"
             raise DecodeError(
                 self.path, kind, f"decoding failed near frame {wanted[0]} ({msg})"

@@ -25,9 +25,9 @@ def _add_clip_args(p: argparse.ArgumentParser, num_frames: int = 16, frame_step:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
-
     import time
+
+    from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
 
     cfg = MovingShapesConfig(
         size=args.size, frames=args.frames, fps=args.video_fps, distractors=args.distractors, gop=args.gop
@@ -70,7 +70,7 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
     run_benchmark(
         data_dir=args.data, videos=args.videos, workers=args.workers, batch_size=args.batch_size,
         num_frames=args.num_frames, frame_step=args.frame_step, video_frames=args.video_frames,
-        size=args.size, epochs=args.epochs,
+        size=args.size, gop=args.gop, epochs=args.epochs, rounds=args.rounds,
     )
     return 0
 
@@ -115,15 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     bd = bench.add_parser("data", help="loader vs decode-only limit vs naive full decode")
-    bd.add_argument("--data", default=None, help="folder to (re)use for the benchmark videos")
+    bd.add_argument("--data", default=None, help="folder for the benchmark videos (reused as is if it has a manifest.csv; default: a temporary folder)")
     bd.add_argument("--videos", type=int, default=96)
     bd.add_argument("--video-frames", type=int, default=150, help="frames per benchmark video")
     bd.add_argument("--size", type=int, default=128, help="benchmark video frame size")
+    bd.add_argument("--gop", type=int, default=30, help="keyframe interval of the benchmark videos")
     bd.add_argument("--workers", type=int, default=2)
     bd.add_argument("--batch-size", type=int, default=8)
     bd.add_argument("--num-frames", type=int, default=16)
     bd.add_argument("--frame-step", type=int, default=2)
-    bd.add_argument("--epochs", type=int, default=2, help="loader epochs timed (after a warm-up)")
+    bd.add_argument("--epochs", type=int, default=4, help="loader epochs timed (after a warm-up)")
+    bd.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     bd.set_defaults(func=_cmd_bench_data)
     return parser
 

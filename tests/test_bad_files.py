@@ -51,6 +51,7 @@ def make_bad(kind: str, tmp: Path, good: Path) -> Path:
     elif kind == "truncated_faststart":  # index first, then the media data is cut short
         p = tmp / "faststart.mp4"
         from conftest import smooth_frames
+
         from data_pipelines.synth import write_video
 
         full = tmp / "faststart_full.mp4"
@@ -106,9 +107,8 @@ def good_videos(make_video) -> list[Path]:
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_reader_raises_named_error(kind: str, tmp_path: Path, good_videos: list[Path]) -> None:
     bad = make_bad(kind, tmp_path, good_videos[0])
-    with pytest.raises(DecodeError) as info:
-        with open_video(bad) as r:
-            r.get_frames(FULL_CLIP(r.num_frames, r.fps).reshape(-1))
+    with pytest.raises(DecodeError) as info, open_video(bad) as r:
+        r.get_frames(FULL_CLIP(r.num_frames, r.fps).reshape(-1))
     assert info.value.kind == EXPECTED[kind]
     assert str(bad) in str(info.value)
 

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from data_pipelines.decode import decode_all
-from data_pipelines.synth import COLORS, LABEL_COLUMNS, SPEEDS, MovingShapesConfig, make_moving_shapes
+from data_pipelines.synth import (
+    COLORS,
+    LABEL_COLUMNS,
+    SPEEDS,
+    MovingShapesConfig,
+    make_moving_shapes,
+)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
