@@ -97,7 +97,7 @@ def _time_loader(
         if b == warm:
             start = time.perf_counter()
         if b >= warm:
-            for i, idx in zip(batch["index"].tolist(), batch["frame_indices"].tolist()):
+            for i, idx in zip(batch["index"].tolist(), batch["frame_indices"].tolist(), strict=True):
                 work.append((ds.source.paths[i], idx))
     return work, time.perf_counter() - start
 

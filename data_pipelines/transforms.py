@@ -103,7 +103,7 @@ def crop_resize_normalize(
         out = torch.where(flip.to(out.device)[:, None, None, None], out.flip(-1), out)
     out = out.view(b, t, c, *out_size).transpose(1, 2)  # [B, C, T, h, w]
     scale = torch.tensor([1 / (255 * s) for s in std], device=out.device).view(1, c, 1, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=out.device).view(1, c, 1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std, strict=True)], device=out.device).view(1, c, 1, 1, 1)
     return (out * scale - shift).contiguous()
 
 

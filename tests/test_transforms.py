@@ -35,7 +35,7 @@ def test_shapes_dtype_and_normalisation() -> None:
     # ImageNet normalisation of a mid-grey clip.
     grey = torch.full((1, 2, 8, 8, 3), 128, dtype=torch.uint8)
     out = CenterCropVideo(size=8, crop_fraction=1.0)(grey)
-    expected = torch.tensor([(128 / 255 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    expected = torch.tensor([(128 / 255 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)])
     assert torch.allclose(out[0, :, 0, 0, 0], expected, atol=1e-5)
 
 
