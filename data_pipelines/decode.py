@@ -71,7 +71,7 @@ class VideoReader(Protocol):
     height: int
     width: int
 
-    def get_frames(self, indices: Sequence[int]) -> np.ndarray: ...
+    def get_frames(self, indices: Sequence[int], out: np.ndarray | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -237,11 +237,17 @@ class PyAVReader:
         return k
 
     # -- decoding ------------------------------------------------------------------------------
-    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
-        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 [N, H, W, 3]."""
+    def get_frames(self, indices: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 [N, H, W, 3].
+
+        ``out``, if given, is a uint8 ``[N, H, W, 3]`` array to fill and return (e.g. a slice of
+        a batch buffer in shared memory), saving an allocation and a copy per clip.
+        """
         idx = [int(i) for i in indices]
+        if out is not None and out.shape != (len(idx), self.height, self.width, 3):
+            raise ValueError(f"out has shape {out.shape}, expected {(len(idx), self.height, self.width, 3)}")
         if not idx:
-            return np.empty((0, self.height, self.width, 3), np.uint8)
+            return np.empty((0, self.height, self.width, 3), np.uint8) if out is None else out
         bad = [i for i in idx if not 0 <= i < self.num_frames]
         if bad:
             raise DecodeError(
@@ -260,7 +266,11 @@ class PyAVReader:
                     f"frame {max(idx)} requested",
                 ) from None
             frames = self._decode(sorted(set(idx)))
-        return np.stack([frames[i] for i in idx])
+        if out is None:
+            return np.stack([frames[i] for i in idx])
+        for j, i in enumerate(idx):
+            out[j] = frames[i]
+        return out
 
     def _decode(self, wanted: list[int]) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}

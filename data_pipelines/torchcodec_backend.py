@@ -208,8 +208,9 @@ class TorchCodecReader:
             raise DecodeError(self.path, kind, f"torchcodec cannot open it ({detail})") from e
 
     # -- decoding ------------------------------------------------------------------------------
-    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
-        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 [N, H, W, 3]."""
+    def get_frames(self, indices: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) -> uint8 [N, H, W, 3],
+        written into ``out`` when given."""
         if self._decoder is None:
             raise ValueError(f"{self.path}: reader is closed")
         idx = [int(i) for i in indices]
@@ -238,8 +239,11 @@ class TorchCodecReader:
             )
         pos = {k: j for j, k in enumerate(wanted)}
         gather = torch.tensor([pos[i] for i in idx], dtype=torch.long, device=frames.device)
-        out = frames.index_select(0, gather).cpu().numpy()
-        return np.ascontiguousarray(out, dtype=np.uint8)
+        result = frames.index_select(0, gather).cpu().numpy()
+        if out is not None:
+            out[...] = result
+            return out
+        return np.ascontiguousarray(result, dtype=np.uint8)
 
     def _decode(self, wanted: list[int]) -> torch.Tensor:
         """Decode sorted unique indices -> uint8 [N, h, w, 3] tensor on the decoding device."""

@@ -186,3 +186,37 @@ def test_skip_count_is_shared_across_workers(tmp_path: Path, good_videos: list[P
     assert all(int(i) >= 4 for b in batches for i in b["index"])  # only good files
     assert ds.skip_count == 4  # seen from the main process
     assert set(ds.skipped_files()) == {str(p) for p in bad}
+
+
+def test_batches_mix_sizes_and_replacements(tmp_path: Path, make_video) -> None:
+    """Batch decoding (``__getitems__``): one shared buffer when sizes agree; padding with the
+    true frame sizes when they don't; a bad file inside a batch is replaced in place."""
+    from conftest import smooth_frames
+
+    from data_pipelines.synth import write_video
+
+    big = tmp_path / "big.mp4"
+    write_video(big, smooth_frames(40, h=64, w=80), 25, gop=8)
+    small = [make_video(f"s{i}.mp4", t=40) for i in range(3)]  # 48 x 64
+    bad = make_bad("not_media", tmp_path, small[0])
+    paths = [small[0], bad, small[1], big, small[2]]
+    ds = VideoClipDataset(_manifest(tmp_path, paths), ClipSampler(num_frames=4, frame_step=3))
+    loader = DataLoader(ds, batch_size=5, num_workers=1, collate_fn=collate_clips)
+    batch = next(iter(loader))
+    assert batch["video"].shape == (5, 4, 64, 80, 3)
+    assert batch["index"].tolist() == [0, 2, 2, 3, 4]  # the bad file replaced by the next good one
+    assert batch["frame_size"].tolist() == [[48, 64]] * 3 + [[64, 80], [48, 64]]
+    for b, i in enumerate(batch["index"].tolist()):
+        h, w = batch["frame_size"][b].tolist()
+        ref = decode_all(paths[i])[batch["frame_indices"][b].numpy()]
+        assert np.array_equal(batch["video"][b, :, :h, :w].numpy(), ref)
+        assert not batch["video"][b, :, h:, :].any() and not batch["video"][b, :, :, w:].any()
+    same = DataLoader(
+        VideoClipDataset(_manifest(tmp_path, small), ClipSampler(num_frames=4, frame_step=3)),
+        batch_size=3, num_workers=1, collate_fn=collate_clips,
+    )
+    batch = next(iter(same))
+    assert batch["video"].shape == (3, 4, 48, 64, 3) and type(batch).__name__ == "ClipBatch"
+    for b in range(3):
+        ref = decode_all(small[b])[batch["frame_indices"][b].numpy()]
+        assert np.array_equal(batch["video"][b].numpy(), ref)
