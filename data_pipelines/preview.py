@@ -16,6 +16,8 @@ from data_pipelines.datamodule import VideoDataModule
 def _describe(name: str, value: torch.Tensor) -> str:
     if value.is_floating_point():
         stats = f"min {value.min():.3f} max {value.max():.3f} mean {value.mean():.3f} std {value.std():.3f}"
+    elif value.numel() > 64:
+        stats = f"min {int(value.min())} max {int(value.max())} mean {value.float().mean():.1f}"
     else:
         shown = value.flatten()[:8].tolist()
         stats = f"values {shown}{' ...' if value.numel() > 8 else ''}"
