@@ -1,8 +1,8 @@
 """``jepa bench data`` (``make bench``): the loader against the decode-only limit and a naive loader.
 
 Three measurements in one run, on the same files and exactly the same clips:
-  loader       ``VideoClipDataset`` + ``DataLoader`` with W workers (what training uses), timed
-               over warm epochs (workers started, files in the page cache)
+  loader       ``VideoClipDataset`` + ``DataLoader`` with W workers, configured and released as
+               ``VideoDataModule`` does, timed over warm epochs (workers started, files cached)
   decode-only  W processes running a bare PyAV loop over the clips the loader produced: open,
                seek to the keyframe before the clip, decode to the clip's last frame, convert
                the wanted frames to RGB (with the same cached converter the loader uses). No
@@ -12,7 +12,10 @@ Three measurements in one run, on the same files and exactly the same clips:
 Ratios: loader / decode-only (target >= 0.85) and loader / naive (several times, when clips
 are shorter than files and keyframes are more frequent than files are long).
 
-Run:  jepa bench data [--videos 96 --video-frames 150 --size 128 --workers 2]
+Default videos are shaped like common training sources: 10 s at 25 fps (250 frames, as
+Kinetics clips), a keyframe every 2 s (GOP 50, usual for streamed video), H.264 with B-frames.
+
+Run:  jepa bench data [--videos 96 --video-frames 250 --gop 50 --size 128 --workers 2]
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def _time_loader(
     no pipeline drain at the end of each of these short epochs."""
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(ds, num_samples=(epochs + 1) * len(ds), generator=generator)
+    if workers > 0:
+        ds.reuse_buffers(4 + 3)  # as VideoDataModule does
     loader = DataLoader(
         ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
         collate_fn=collate_clips, prefetch_factor=4 if workers > 0 else None,
@@ -99,6 +104,7 @@ def _time_loader(
         if b >= warm:
             for i, idx in zip(batch["index"].tolist(), batch["frame_indices"].tolist(), strict=True):
                 work.append((ds.source.paths[i], idx))
+        ds.release(batch)  # done with it, as VideoDataModule is after its device transform
     return work, time.perf_counter() - start
 
 
@@ -109,9 +115,9 @@ def run_benchmark(
     batch_size: int = 8,
     num_frames: int = 16,
     frame_step: int = 2,
-    video_frames: int = 150,
+    video_frames: int = 250,
     size: int = 128,
-    gop: int = 30,
+    gop: int = 50,
     epochs: int = 4,
     rounds: int = 2,
     print_fn: Callable[[str], None] = print,

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from data_pipelines.batching import SLOT_KEY
 from data_pipelines.dataset import VideoClipDataset, collate_clips
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import VideoSource, load_source
@@ -94,6 +95,8 @@ class VideoDataModule(L.LightningDataModule):
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
         self._seeded = False
+        self._prefetch = 4  # batches in flight per worker
+        self._pending_slot: tuple[VideoClipDataset, dict[str, Any]] | None = None
 
     def _dataset(self, source: str | VideoSource, clips: int, mode: str, vocab: Any = None) -> VideoClipDataset:
         hp = self.hparams
@@ -126,6 +129,9 @@ class VideoDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:
         hp = self.hparams
+        if hp.num_workers > 0:
+            # Batch buffers the workers reuse once on_after_batch_transfer has consumed them.
+            dataset.reuse_buffers(self._prefetch + 3)
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,
@@ -135,7 +141,7 @@ class VideoDataModule(L.LightningDataModule):
             collate_fn=collate_clips,
             pin_memory=hp.pin_memory and torch.cuda.is_available(),
             persistent_workers=hp.persistent_workers and hp.num_workers > 0,
-            prefetch_factor=4 if hp.num_workers > 0 else None,
+            prefetch_factor=self._prefetch if hp.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -151,10 +157,26 @@ class VideoDataModule(L.LightningDataModule):
             raise ValueError("no validation data: set `val` (a manifest or folder) on the data module")
         return self._loader(self.val_set, train=False)
 
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Runs on the host: take the buffer slot off the batch (the model never sees it)."""
+        if SLOT_KEY in batch:
+            training = self.trainer is not None and self.trainer.training
+            dataset = self.train_set if training else self.val_set
+            if dataset is not None:
+                self._pending_slot = (dataset, {SLOT_KEY: batch.pop(SLOT_KEY)})
+        return batch
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Runs on the device: uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, h, w]``."""
         training = self.trainer is not None and self.trainer.training
-        return self.apply_transform(batch, train=training)
+        batch = self.apply_transform(batch, train=training)
+        if self._pending_slot is not None:
+            # The uint8 clips have been read (copied to the device, or transformed into a new
+            # tensor): the worker may reuse their buffer.
+            dataset, slot = self._pending_slot
+            dataset.release(slot)
+            self._pending_slot = None
+        return batch
 
     def apply_transform(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
         """The device transform, usable outside a Trainer (e.g. ``jepa data inspect``)."""

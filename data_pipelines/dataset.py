@@ -20,15 +20,15 @@ raises ``DecodeError`` naming the file on the first failure.
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing as mp
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
+from data_pipelines.batching import SLOT_KEY, BufferRing, ClipBatch, collate_clips, empty_shared
 from data_pipelines.decode import ERROR_KINDS, DecodeError, open_video
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import VideoSource, load_source
@@ -70,6 +70,7 @@ class VideoClipDataset(Dataset):
         self.backend = backend
         self.decode_threads = decode_threads
         self.error_detect = error_detect
+        self._ring: BufferRing | None = None
         # One byte per file, shared with DataLoader workers: 0 = fine, else an ERROR_KINDS index.
         self._status = mp.Array("b", len(self.source), lock=True)
         missing = [i for i, p in enumerate(self.source.paths) if not os.path.exists(p)]
@@ -151,24 +152,48 @@ class VideoClipDataset(Dataset):
         """A whole batch (the DataLoader calls this instead of ``__getitem__`` per index).
 
         Clips are decoded straight into one ``[B*K, T, H, W, 3]`` buffer, in shared memory when
-        running in a worker, which ``collate_clips`` then passes on without copying: no
-        per-clip allocation, one copy less, one shared-memory segment per batch.
+        running in a worker (from the ``BufferRing`` when ``reuse_buffers`` is on), which
+        ``collate_clips`` then passes on without copying: no per-clip allocation, one copy
+        less, one shared-memory segment per batch.
         """
         items: list[dict[str, Any]] = []
         buffer: torch.Tensor | None = None
+        slot = -1
         k = self.sampler.clips_per_video
         for b, index in enumerate(indices):
-            slot = None if buffer is None else buffer[b * k : (b + 1) * k]
-            item = self._get(index, slot)
+            part = None if buffer is None else buffer[b * k : (b + 1) * k]
+            item = self._get(index, part)
             video = item["video"]
             if buffer is None:  # sized from the first clip; files of other sizes get padded
-                buffer = _empty_shared((len(indices) * k, *video.shape[1:]), torch.uint8)
-                slot = buffer[:k]
-            if video is not slot and video.shape == slot.shape:
-                slot.copy_(video)  # the first item, or a replacement of a bad file
-                item["video"] = slot
+                shape = (len(indices) * k, *video.shape[1:])
+                if self._ring is not None:
+                    buffer, slot = self._ring.acquire(shape)
+                else:
+                    buffer = empty_shared(shape)
+                part = buffer[:k]
+            if video is not part and video.shape == part.shape:
+                part.copy_(video)  # the first item, or a replacement of a bad file
+                item["video"] = part
             items.append(item)
+        if slot >= 0:
+            if all(it["video"].data_ptr() == buffer[b * k].data_ptr() for b, it in enumerate(items)):
+                for it in items:
+                    it[SLOT_KEY] = slot
+            else:  # mixed sizes: collate copies the batch out before this worker's next batch
+                self._ring.release(slot)
         return items
+
+    def reuse_buffers(self, slots: int) -> BufferRing:
+        """Let DataLoader workers reuse ``slots`` batch buffers each (call before creating the
+        DataLoader). Batches then carry ``buffer_slot``; pass each to ``release`` once its
+        video has been read, or its buffer is simply not reused."""
+        self._ring = BufferRing(slots)
+        return self._ring
+
+    def release(self, batch: Mapping[str, Any]) -> None:
+        """Hand a batch's buffer back to its worker (no-op for batches without ``buffer_slot``)."""
+        if self._ring is not None and SLOT_KEY in batch:
+            self._ring.release(int(batch[SLOT_KEY]))
 
     def _get(self, index: int, out: torch.Tensor | None = None) -> dict[str, Any]:
         n = len(self)
@@ -196,83 +221,4 @@ class VideoClipDataset(Dataset):
         )
 
 
-def _empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An empty tensor, in shared memory when built inside a DataLoader worker: the batch then
-    crosses to the main process without another copy (as ``default_collate`` does)."""
-    if get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    numel = math.prod(shape)
-    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
-
-
-class ClipBatch(dict):
-    """A collated batch: a dict of tensors that pickles compactly between processes.
-
-    Small tensors (labels, indices) travel inline in the pickle instead of each getting its
-    own shared-memory segment and file descriptor; ``video`` still goes by shared memory.
-    """
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        small = {k: v.numpy() for k, v in self.items() if k != "video"}
-        return _rebuild_batch, (self["video"], small)
-
-
-def _rebuild_batch(video: torch.Tensor, small: dict[str, Any]) -> ClipBatch:
-    batch = ClipBatch(video=video)
-    batch.update({k: torch.from_numpy(v) for k, v in small.items()})
-    return batch
-
-
-def _as_one_buffer(videos: Sequence[torch.Tensor]) -> torch.Tensor | None:
-    """The batch tensor, if ``videos`` are consecutive slots of one buffer (``__getitems__``)."""
-    first = videos[0]
-    storage = first.untyped_storage()
-    step = first.numel()
-    for b, v in enumerate(videos):
-        if (
-            v.untyped_storage().data_ptr() != storage.data_ptr()
-            or v.storage_offset() != first.storage_offset() + b * step
-            or v.shape != first.shape
-            or not v.is_contiguous()
-        ):
-            return None
-    shape = (len(videos) * first.shape[0], *first.shape[1:])
-    if first.storage_offset() != 0 or storage.nbytes() != math.prod(shape) * first.element_size():
-        return None
-    return torch.empty(0, dtype=first.dtype).set_(storage, 0, shape)
-
-
-def collate_clips(items: Sequence[Mapping[str, Any]]) -> ClipBatch:
-    """Stack items and flatten clips into the batch.
-
-    ``video`` becomes uint8 ``[B*K, T, H, W, 3]``. Sources of different sizes are padded
-    (bottom/right, zeros) to the largest H and W in the batch; ``frame_size`` ``[B*K, 2]`` holds
-    each clip's true (H, W), and the device transforms only crop inside it.
-    """
-    if not items:
-        raise ValueError("cannot collate an empty list of items")
-    k = items[0]["video"].shape[0]
-    sizes = torch.as_tensor([tuple(it["video"].shape[2:4]) for it in items])  # [B, 2]
-    h, w = (int(v) for v in sizes.max(0).values)
-    video = _as_one_buffer([it["video"] for it in items])
-    if video is None:
-        t = items[0]["video"].shape[1]
-        video = _empty_shared((len(items) * k, t, h, w, 3), torch.uint8)
-        if bool((sizes == sizes[0]).all()):
-            torch.cat([it["video"] for it in items], out=video)
-        else:
-            video.zero_()
-            for b, it in enumerate(items):
-                hb, wb = it["video"].shape[2:4]
-                video[b * k : (b + 1) * k, :, :hb, :wb] = it["video"]
-    batch = ClipBatch(
-        video=video,
-        frame_size=sizes.repeat_interleave(k, 0),
-        frame_indices=torch.cat([it["frame_indices"] for it in items]),
-        index=torch.as_tensor([it["index"] for it in items]).repeat_interleave(k),
-    )
-    for name in items[0]:
-        if name not in batch:
-            batch[name] = torch.stack([torch.as_tensor(it[name]) for it in items]).repeat_interleave(k)
-    return batch
+__all__ = ["ClipBatch", "VideoClipDataset", "collate_clips"]
