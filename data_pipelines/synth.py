@@ -186,9 +186,13 @@ def write_video(
         stream.width, stream.height = w, h
         stream.pix_fmt = "yuv420p"
         opts = {"g": str(gop)}
-        if codec in ("libx264", "libx265"):
-            # One thread keeps the bitstream identical run to run; veryfast keeps B-frames.
+        if codec == "libx264":
+            # Identical bitstreams run to run: one thread, and no adaptive quantisation or
+            # macroblock tree (their SIMD paths made ~1 run in 4 differ). veryfast keeps B-frames.
             opts.update(crf=str(crf), preset="veryfast", threads="1")
+            opts["x264-params"] = "aq-mode=0:mbtree=0"
+        elif codec == "libx265":
+            opts.update(crf=str(crf), preset="veryfast")
         elif codec in ("libvpx-vp9", "libvpx"):
             opts.update(crf=str(crf + 12), **{"b:v": "0", "deadline": "realtime", "cpu-used": "8"})
         elif codec == "libsvtav1":
@@ -196,7 +200,9 @@ def write_video(
         opts.update(options or {})
         stream.options = opts
         for i in range(t):
-            frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+            # Convert to YUV here, single-threaded, rather than leave it to the encoder's setup.
+            rgb = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
+            frame = rgb.reformat(format=stream.pix_fmt, threads=1)
             frame.pts = i
             for packet in stream.encode(frame):
                 out.mux(packet)
