@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 pytest.importorskip("torchcodec")
+
+from test_bad_files import make_bad
 
 from data_pipelines.decode import DecodeError, PyAVReader, decode_all, open_video  # noqa: E402
 from data_pipelines.synth import write_video  # noqa: E402
@@ -134,58 +135,21 @@ def test_out_of_range_is_too_short(video: Path) -> None:
             assert str(video) in str(ei.value)
 
 
-def test_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "empty.mp4"
-    path.write_bytes(b"")
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("empty", "empty"),
+        ("missing", "missing"),
+        ("not_media", "not_media"),
+        ("audio_only", "no_video_stream"),
+        ("truncated", "truncated"),  # an mp4 cut before its index (moov), written at the end
+    ],
+)
+def test_bad_files_at_open(video: Path, tmp_path: Path, kind: str, expected: str) -> None:
+    path = make_bad(kind, tmp_path, video)  # the same bad files the PyAV backend is tested on
     with pytest.raises(DecodeError) as ei:
         TorchCodecReader(path)
-    assert ei.value.kind == "empty"
-    assert str(path) in str(ei.value)
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "nope.mp4"
-    with pytest.raises(DecodeError) as ei:
-        TorchCodecReader(path)
-    assert ei.value.kind == "missing"
-    assert str(path) in str(ei.value)
-
-
-def test_text_file_is_not_media(tmp_path: Path) -> None:
-    path = tmp_path / "notes.mp4"
-    path.write_text("this is not a video, just some text\n" * 20)
-    with pytest.raises(DecodeError) as ei:
-        TorchCodecReader(path)
-    assert ei.value.kind == "not_media"
-    assert str(path) in str(ei.value)
-
-
-def test_audio_only_is_no_video_stream(tmp_path: Path) -> None:
-    path = tmp_path / "tone.m4a"
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        for k in range(20):
-            t = (np.arange(1024) + 1024 * k) / 16000
-            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            frame.pts = 1024 * k
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    with pytest.raises(DecodeError) as ei:
-        TorchCodecReader(path)
-    assert ei.value.kind == "no_video_stream"
-    assert str(path) in str(ei.value)
-
-
-def test_cut_mp4_is_truncated(video: Path, tmp_path: Path) -> None:
-    path = tmp_path / "cut.mp4"
-    path.write_bytes(video.read_bytes()[:3000])  # the index (moov) is written at the end
-    with pytest.raises(DecodeError) as ei:
-        TorchCodecReader(path)
-    assert ei.value.kind == "truncated"
+    assert ei.value.kind == expected
     assert str(path) in str(ei.value)
 
 
