@@ -4,8 +4,11 @@
   jepa data check DIR_OR_MANIFEST [--num-frames F --frame-step S] [--strict]
   jepa data inspect DIR_OR_MANIFEST                              summary of one device batch
   jepa bench data                                                loader vs decode-only vs naive
+  jepa bench train --config configs/pretrain/quickstart.yaml     training clips/s and MFU
+  jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
+  jepa export CKPT --out FILE                                    encoder-only file for load_encoder
 
-Training (``jepa fit``), probing, planning and export arrive with their issues.
+Probing and planning arrive with their issues.
 """
 
 from __future__ import annotations
@@ -75,6 +78,27 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from jepa.hub import export_encoder, load_encoder
+
+    out = export_encoder(args.checkpoint, args.out, args.which)
+    enc = load_encoder(out)
+    n = sum(p.numel() for p in enc.parameters())
+    print(f"wrote {out}: {args.which} encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, "
+          f"input_size {tuple(enc.input_size)}")
+    return 0
+
+
+def _cmd_bench_train(args: argparse.Namespace) -> int:
+    from jepa.bench_train import run_train_benchmark
+
+    run_train_benchmark(
+        config=args.config, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
+        device=args.device, precision=args.precision, overrides=args.override,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jepa", description="JEPA video world models")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -127,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--epochs", type=int, default=4, help="loader epochs timed (after a warm-up)")
     bd.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
     bd.set_defaults(func=_cmd_bench_data)
+    bt = bench.add_parser("train", help="training-step clips/s and model FLOP utilisation")
+    bt.add_argument("--config", default="configs/pretrain/quickstart.yaml", help="pretraining recipe")
+    bt.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
+    bt.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    bt.add_argument("--batch-size", type=int, default=None, help="clips per step (default: the recipe's)")
+    bt.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    bt.add_argument("--precision", default=None, choices=["32", "bf16"], help="default: bf16 on GPU, fp32 on CPU")
+    bt.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="model init arg override, e.g. encoder=vit_large (repeatable)")
+    bt.set_defaults(func=_cmd_bench_train)
+
+    ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
+    ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit")
+    ex.add_argument("--out", required=True, help="output file (e.g. encoder.pt)")
+    ex.add_argument("--which", default="target", choices=["target", "context"],
+                    help="EMA target encoder (default) or the online context encoder")
+    ex.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -139,7 +180,15 @@ def _cuda() -> bool:
         return False
 
 
+LIGHTNING_COMMANDS = ("fit", "validate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from jepa.train_cli import run
+
+        return run(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,0 +1,104 @@
+"""Encoders users can import: export, ``load_encoder`` and ``create_encoder``.
+
+    jepa export outputs/quickstart/checkpoints/last.ckpt --out encoder.pt
+
+    import jepa
+    enc = jepa.load_encoder("encoder.pt")      # or a Lightning checkpoint from ``jepa fit``
+    tokens = enc.forward_features(video)        # video [B, 3, T, H, W] normalised -> [B, N, D]
+
+An exported file is a plain ``torch.save`` dict ``{"format": "jepa-encoder", "version": 1,
+"config": VideoViT kwargs, "state_dict": ..., "meta": {...}}``; loading it needs neither
+Lightning nor the training config. From a pretraining checkpoint the EMA *target* encoder is
+exported by default (what V-JEPA evaluates); ``which="context"`` takes the online encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from jepa.models.vit import PRESETS, VideoViT
+
+FORMAT = "jepa-encoder"
+VERSION = 1
+
+
+def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"encoder file not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or foreign file
+        raise ValueError(f"{p} is not a readable checkpoint or encoder file ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{p} holds a {type(obj).__name__}, not a jepa checkpoint or encoder file")
+    return obj
+
+
+def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    hp = ckpt.get("hyper_parameters") or {}
+    if "encoder" not in hp or "input_size" not in hp:
+        raise ValueError(f"{path} is a Lightning checkpoint without VideoJEPA hyper-parameters (encoder, input_size)")
+    d, depth, heads, mlp = PRESETS[hp["encoder"]]
+    config = dict(
+        embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp, patch_size=hp["patch_size"],
+        tubelet_size=hp["tubelet_size"], input_size=tuple(hp["input_size"]), conv_stem=hp.get("conv_stem", False),
+    )
+    prefix = "target_encoder.encoder." if which == "target" else "encoder."
+    sd = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not sd and which == "target":  # stop-gradient runs have no EMA copy
+        prefix = "encoder."
+        sd = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if not sd:
+        raise ValueError(f"{path} has no encoder weights (looked for keys starting with {prefix!r})")
+    return config, sd
+
+
+def export_encoder(
+    checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], which: Literal["target", "context"] = "target"
+) -> Path:
+    """Write an encoder-only file from a ``jepa fit`` checkpoint; returns its path."""
+    ckpt = _read(checkpoint)
+    if "state_dict" not in ckpt:
+        raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict')")
+    config, sd = _encoder_from_checkpoint(ckpt, str(checkpoint), which)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step")}
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": sd, "meta": meta}, tmp)
+    os.replace(tmp, out)  # atomic: never a half-written encoder file
+    return out
+
+
+def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context"] = "target") -> VideoViT:
+    """The encoder in eval mode from an exported file or a ``jepa fit`` checkpoint."""
+    obj = _read(path)
+    if obj.get("format") == FORMAT:
+        config, sd = obj["config"], obj["state_dict"]
+    elif "state_dict" in obj:
+        config, sd = _encoder_from_checkpoint(obj, str(path), which)
+    else:
+        raise ValueError(f"{path} is neither a jepa encoder file nor a Lightning checkpoint")
+    enc = VideoViT(**config)
+    missing, unexpected = enc.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: encoder weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return enc.eval()
+
+
+def create_encoder(name: str, pretrained: str | os.PathLike[str] | None = None, **overrides: Any) -> VideoViT:
+    """timm-style constructor: a preset, optionally with weights from an exported file or checkpoint."""
+    if pretrained is None:
+        return VideoViT.from_preset(name, **overrides)
+    enc = load_encoder(pretrained)
+    if overrides:
+        config = {**enc.config, **overrides}
+        new = VideoViT(**config)
+        new.load_state_dict(enc.state_dict())
+        enc = new.eval()
+    return enc

@@ -1,0 +1,97 @@
+"""Transformer building blocks shared by the encoder and the predictors.
+
+Attention goes through ``F.scaled_dot_product_attention`` so GPUs get the flash or
+memory-efficient kernels. Variable-length token sets (masked clips) are padded to a common
+length and carry a key-padding mask ``[B, N]`` (True = real token); a batch without padding
+passes ``None`` so the flash kernel stays eligible.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def key_padding_to_attn_mask(valid: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, N] bool (True = attend) -> SDPA boolean mask [B, 1, 1, N], or None if nothing is padded."""
+    if valid is None or bool(valid.all()):
+        return None
+    return valid[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (optionally with an additive or boolean attention mask)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # [B, heads, N, d]
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), x + mlp(norm(x)), with drop path."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class BlockStack(nn.Module):
+    """A list of blocks with optional activation (gradient) checkpointing."""
+
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
+        self.grad_checkpointing = False
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, collect: set[int] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run all blocks; also return the outputs of the block indices in ``collect``."""
+        outs: list[torch.Tensor] = []
+        for i, blk in enumerate(self.blocks):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, attn_mask, use_reentrant=False)
+            else:
+                x = blk(x, attn_mask)
+            if collect is not None and i in collect:
+                outs.append(x)
+        return x, outs
+
+
+def init_weights(module: nn.Module) -> None:
+    """timm/ViT initialisation: truncated normal(0.02) linears, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

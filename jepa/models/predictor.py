@@ -1,0 +1,105 @@
+"""Masked-latent predictor: a narrow ViT that fills in target tokens from context tokens.
+
+Input: context tokens from the encoder ``[B, Nc, D]`` with their grid positions ``[B, Nc]``,
+and the target positions ``[B, Nt]``. The context is projected to the predictor width and
+given its position embedding; each target position becomes a learnable mask token plus that
+position's embedding. Context and mask tokens attend to each other jointly; the outputs at
+the mask tokens are normed and projected back to the encoder width -> ``[B, Nt, D]``.
+Padded entries (``*_mask`` False) are excluded as attention keys.
+
+Width/depth: V-JEPA uses 12 blocks of width 384 for ViT-L/H; ``default_predictor_size``
+scales that down for smaller encoders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from jepa.models.blocks import BlockStack, init_weights, key_padding_to_attn_mask
+from jepa.models.pos_embed import sincos_3d
+from jepa.models.vit import gather_tokens
+
+
+def default_predictor_size(embed_dim: int, depth: int) -> tuple[int, int, int]:
+    """(width, depth, heads) for an encoder: half its width up to 384, half its depth up to 12."""
+    width = min(384, max(64, embed_dim // 2))
+    heads = max(1, width // 64) if width >= 64 else 1
+    while width % heads:
+        heads -= 1
+    return width, min(12, max(2, depth // 2)), heads
+
+
+class MaskedPredictor(nn.Module):
+    """Predict target-token embeddings from context tokens.
+
+    Args:
+        embed_dim: encoder width (input and output).
+        grid_size: training token grid (t, h, w) of the encoder.
+        predictor_embed_dim: predictor width.
+        depth: predictor blocks.
+        num_heads: predictor attention heads.
+        mlp_ratio: MLP width ratio.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        grid_size: tuple[int, int, int],
+        predictor_embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        self.grid_size = tuple(grid_size)
+        self.embed_dim, self.predictor_embed_dim = embed_dim, predictor_embed_dim
+        self.embed = nn.Linear(embed_dim, predictor_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
+        self.blocks = BlockStack(predictor_embed_dim, depth, num_heads, mlp_ratio)
+        self.norm = nn.LayerNorm(predictor_embed_dim, eps=1e-6)
+        self.proj = nn.Linear(predictor_embed_dim, embed_dim)
+        self._pos_cache: dict[tuple[object, ...], torch.Tensor] = {}
+        self.apply(init_weights)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        for i, blk in enumerate(self.blocks.blocks):
+            blk.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+            blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.blocks.grad_checkpointing = enable
+
+    def pos_embed(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        key = (tuple(grid), str(device))
+        if key not in self._pos_cache:
+            self._pos_cache[key] = sincos_3d(self.predictor_embed_dim, tuple(grid), self.grid_size, device)
+        return self._pos_cache[key]
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        context_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        grid: tuple[int, int, int],
+        context_mask: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """context [B, Nc, D], ids [B, Nc] / [B, Nt] into the flattened grid -> predictions [B, Nt, D]."""
+        b, nc, _ = context.shape
+        nt = target_ids.shape[1]
+        pos = self.pos_embed(grid, context.device).to(context.dtype)[None].expand(b, -1, -1)  # [B, N, Dp]
+        ctx = self.embed(context) + gather_tokens(pos, context_ids)
+        tgt = self.mask_token.to(context.dtype).expand(b, nt, -1) + gather_tokens(pos, target_ids)
+        x = torch.cat([ctx, tgt], dim=1)  # [B, Nc + Nt, Dp]
+        valid = None
+        if context_mask is not None or target_mask is not None:
+            cm = context_mask if context_mask is not None else context_ids.new_ones(b, nc, dtype=torch.bool)
+            tm = target_mask if target_mask is not None else target_ids.new_ones(b, nt, dtype=torch.bool)
+            valid = torch.cat([cm, tm], dim=1)
+        x, _ = self.blocks(x, key_padding_to_attn_mask(valid))
+        return self.proj(self.norm(x[:, nc:]))

@@ -1,0 +1,205 @@
+"""Video ViT encoder: tubelet patch embedding, 3D sin-cos positions, transformer blocks.
+
+Plain PyTorch (no Lightning). timm-style API::
+
+    enc = VideoViT.from_preset("vit_tiny", patch_size=8, input_size=(8, 64, 64))
+    tokens = enc.forward_features(video)            # video [B, 3, T, H, W] -> [B, N, D]
+    ctx = enc.forward_features(video, token_ids=ids, token_mask=valid)   # [B, Nc, D]
+
+``N = (T / tubelet) * (H / patch) * (W / patch)``, tokens flattened t-major (time, row,
+column). ``token_ids`` [B, Nc] selects visible tokens after the patch embedding (the context
+encoder of a JEPA sees only those); ``token_mask`` [B, Nc] marks real entries when the
+selection is padded to a common length.
+
+Presets follow timm's widths and depths (tiny .. giant) plus small CPU presets; the
+tokeniser is one strided Conv3d (``patch_size`` x ``patch_size`` x ``tubelet_size``) or, with
+``conv_stem=True``, a few stride-2 3x3 convolutions followed by a 1x1 temporal projection
+("early convolutions", Xiao et al. 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from jepa.models.blocks import BlockStack, init_weights, key_padding_to_attn_mask
+from jepa.models.pos_embed import sincos_3d
+
+# name -> (embed_dim, depth, num_heads, mlp_ratio); timm's ViT widths/depths plus CPU sizes.
+PRESETS: dict[str, tuple[int, int, int, float]] = {
+    "vit_pico": (96, 4, 3, 4.0),
+    "vit_nano": (128, 6, 4, 4.0),
+    "vit_micro": (192, 6, 3, 4.0),
+    "vit_tiny": (192, 12, 3, 4.0),
+    "vit_small": (384, 12, 6, 4.0),
+    "vit_base": (768, 12, 12, 4.0),
+    "vit_large": (1024, 24, 16, 4.0),
+    "vit_huge": (1280, 32, 16, 4.0),
+    "vit_giant": (1408, 40, 16, 48 / 11),
+}
+
+
+class PatchEmbed3D(nn.Module):
+    """[B, C, T, H, W] -> [B, N, D] tokens, by a tubelet Conv3d or a convolutional stem."""
+
+    def __init__(
+        self, in_chans: int, embed_dim: int, patch_size: int, tubelet_size: int, conv_stem: bool = False
+    ) -> None:
+        super().__init__()
+        self.patch_size, self.tubelet_size = patch_size, tubelet_size
+        if not conv_stem:
+            self.proj: nn.Module = nn.Conv3d(
+                in_chans, embed_dim, (tubelet_size, patch_size, patch_size), (tubelet_size, patch_size, patch_size)
+            )
+            return
+        steps = int(round(math.log2(patch_size)))
+        if 2**steps != patch_size:
+            raise ValueError(f"conv_stem needs a power-of-two patch_size, got {patch_size}")
+        layers: list[nn.Module] = []
+        ch = in_chans
+        for i in range(steps):
+            out = max(embed_dim // 2 ** (steps - i), 16)
+            layers += [
+                nn.Conv3d(ch, out, (1, 3, 3), (1, 2, 2), (0, 1, 1), bias=False),
+                nn.GroupNorm(1, out),
+                nn.GELU(),
+            ]
+            ch = out
+        layers.append(nn.Conv3d(ch, embed_dim, (tubelet_size, 1, 1), (tubelet_size, 1, 1)))
+        self.proj = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # [B, D, t, h, w] -> [B, N, D]
+
+
+class VideoViT(nn.Module):
+    """Video vision transformer encoder.
+
+    Args:
+        embed_dim: token width.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width / embed_dim.
+        patch_size: spatial patch size.
+        tubelet_size: frames per token.
+        in_chans: input channels.
+        input_size: (T, H, W) the model is trained on; position embeddings of other grids are
+            interpolated onto this grid.
+        conv_stem: convolutional stem instead of one patchify layer.
+        drop_path_rate: stochastic depth, linearly increasing over the blocks.
+        qkv_bias: bias in the attention projections.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        in_chans: int = 3,
+        input_size: tuple[int, int, int] = (16, 224, 224),
+        conv_stem: bool = False,
+        drop_path_rate: float = 0.0,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(
+            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+            patch_size=patch_size, tubelet_size=tubelet_size, in_chans=in_chans,
+            input_size=tuple(input_size), conv_stem=conv_stem, drop_path_rate=drop_path_rate,
+            qkv_bias=qkv_bias,
+        )
+        self.embed_dim = self.num_features = embed_dim
+        self.patch_size, self.tubelet_size = patch_size, tubelet_size
+        self.input_size = tuple(input_size)
+        self.grid_size = self.token_grid(self.input_size)
+        self.patch_embed = PatchEmbed3D(in_chans, embed_dim, patch_size, tubelet_size, conv_stem)
+        self.blocks = BlockStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self._pos_cache: dict[tuple[Any, ...], torch.Tensor] = {}
+        self.apply(init_weights)
+        for i, blk in enumerate(self.blocks.blocks):  # depth-scaled residual projections (I-JEPA)
+            blk.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+            blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> VideoViT:
+        """Build a preset (see ``PRESETS``), overriding any constructor argument."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown encoder preset {name!r}; choose one of {', '.join(PRESETS)}")
+        d, depth, heads, mlp = PRESETS[name]
+        kwargs: dict[str, Any] = dict(embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp)
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def token_grid(self, size: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(T, H, W) of an input -> (t, h, w) token grid; raises if not divisible."""
+        t, h, w = size
+        if t % self.tubelet_size or h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"input size (T={t}, H={h}, W={w}) is not divisible by tubelet_size={self.tubelet_size} "
+                f"and patch_size={self.patch_size}"
+            )
+        return t // self.tubelet_size, h // self.patch_size, w // self.patch_size
+
+    def pos_embed(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """Position embeddings [N, D] for a token grid (cached per grid and device)."""
+        key = (grid, str(device))
+        if key not in self._pos_cache:
+            self._pos_cache[key] = sincos_3d(self.embed_dim, grid, self.grid_size, device)
+        return self._pos_cache[key]
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names excluded from weight decay besides norms and biases (none: positions are fixed)."""
+        return set()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.blocks.grad_checkpointing = enable
+
+    def embed(self, video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Patch-embed and add positions: [B, C, T, H, W] -> ([B, N, D], token grid)."""
+        if video.ndim != 5:
+            raise ValueError(f"expected video [B, C, T, H, W], got shape {tuple(video.shape)}")
+        grid = self.token_grid(tuple(video.shape[2:]))
+        x = self.patch_embed(video)
+        return x + self.pos_embed(grid, x.device).to(x.dtype), grid
+
+    def forward_features(
+        self,
+        video: torch.Tensor,
+        token_ids: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encode a clip, optionally only the tokens ``token_ids`` [B, Nc] -> [B, N or Nc, D]."""
+        x, _ = self.embed(video)
+        return self.forward_tokens(gather_tokens(x, token_ids), token_mask)
+
+    def forward_tokens(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the blocks and final norm on embedded tokens x [B, M, D] (``token_mask``: real entries)."""
+        x, _ = self.blocks(x, key_padding_to_attn_mask(token_mask))
+        return self.norm(x)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(video)
+
+    def get_intermediate_layers(
+        self, video: torch.Tensor, n: int | list[int] = 1, norm: bool = True
+    ) -> list[torch.Tensor]:
+        """Token outputs of the last ``n`` blocks (or of the block indices in ``n``), timm style."""
+        depth = len(self.blocks.blocks)
+        wanted = set(range(depth - n, depth)) if isinstance(n, int) else set(n)
+        x, _ = self.embed(video)
+        _, outs = self.blocks(x, None, collect=wanted)
+        return [self.norm(o) if norm else o for o in outs]
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+    """x [B, N, D], ids [B, M] -> x[b, ids[b]] as [B, M, D] (x itself when ids is None)."""
+    if ids is None:
+        return x
+    return torch.gather(x, 1, ids[..., None].expand(-1, -1, x.shape[-1]))

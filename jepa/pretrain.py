@@ -1,0 +1,326 @@
+"""``VideoJEPA``: V-JEPA pretraining as a LightningModule.
+
+One training step (see shared/DESIGN.md, "Data flow (pretraining)")::
+
+    video [B, 3, T, H, W] (normalised, augmented on the device by the data module)
+    target encoder(full clip, no grad) -> layer norm -> h [B, N, D]
+    for each mask set (default: short-range 8 x 15%, long-range 2 x 70%):
+        context encoder(visible tokens) -> z [B, Nc, D]
+        predictor(z, target positions)  -> p [B, Nt, D]
+        loss += prediction(p, h[target]) + VICReg variance/covariance on p and/or z
+    optimizer step -> EMA update of the target encoder
+
+``target="stopgrad"`` drops the EMA copy: targets come from the online encoder under
+stop-gradient, and only the VICReg terms prevent collapse (EB-JEPA / PLDM style).
+
+Run it with ``jepa fit --config configs/pretrain/quickstart.yaml``. Every ``__init__``
+argument is a config key under ``model.init_args``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jepa.ema import TargetEncoder, momentum_at
+from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
+from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMaskSampler
+from jepa.models.predictor import MaskedPredictor, default_predictor_size
+from jepa.models.vit import VideoViT, gather_tokens
+from jepa.schedules import WarmupCosineLRWD
+
+
+def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices only (not norms, biases, tokens, positions)."""
+    decay, no_decay = [], []
+    for prefix, module in modules.items():
+        skip = getattr(module, "no_weight_decay", lambda: set())()
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            if p.ndim <= 1 or name in skip or name.endswith(".bias"):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        del prefix
+    return [
+        {"params": decay, "wd_scale": 1.0},
+        {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0},
+    ]
+
+
+class VideoJEPA(L.LightningModule):
+    """V-JEPA pretraining: context encoder + predictor + EMA (or stop-gradient) target encoder.
+
+    Args:
+        encoder: encoder preset (``jepa.models.vit.PRESETS``).
+        patch_size: spatial patch size.
+        tubelet_size: frames per token.
+        conv_stem: convolutional stem instead of one patchify layer.
+        drop_path_rate: stochastic depth of the context encoder.
+        input_size: (T, H, W) of the training clips; None reads ``num_frames`` and
+            ``crop_size`` from the data module at setup.
+        predictor_embed_dim: predictor width (None: scaled from the encoder).
+        predictor_depth: predictor blocks (None: scaled from the encoder).
+        predictor_num_heads: predictor heads (None: width / 64).
+        masks: mask sets drawn per batch (default V-JEPA short- and long-range).
+        min_context: fewest context tokens a clip may keep (masks are redrawn otherwise).
+        target: "ema" (EMA target encoder) or "stopgrad" (online encoder, no gradient).
+        ema_momentum: (start, end) momentum of the EMA.
+        ema_schedule: "linear" or "cosine" momentum schedule over training.
+        loss: prediction loss, "l1" (V-JEPA), "l2" or "smooth_l1".
+        var_weight: weight of the VICReg variance term.
+        cov_weight: weight of the VICReg covariance term.
+        vicreg_on: embeddings the regularisers act on: predictor outputs, context-encoder
+            outputs, or both.
+        vicreg_pool: statistics over all tokens of the batch ("tokens") or over per-clip mean
+            embeddings ("clip").
+        lr: peak learning rate.
+        start_lr: learning rate at the start of warmup.
+        final_lr: learning rate at the end of the cosine decay.
+        warmup_fraction: share of the optimizer steps spent warming up.
+        weight_decay: initial weight decay.
+        final_weight_decay: weight decay at the end (cosine schedule).
+        betas: AdamW betas.
+        grad_checkpointing: activation checkpointing in encoder and predictor blocks.
+        compile: ``torch.compile`` the transformer blocks (dynamic shapes).
+        monitor_every: optimizer steps between collapse monitors (std, RankMe).
+        seed: mask sampling seed (offset by the global rank).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "vit_tiny",
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        conv_stem: bool = False,
+        drop_path_rate: float = 0.0,
+        input_size: tuple[int, int, int] | None = None,
+        predictor_embed_dim: int | None = None,
+        predictor_depth: int | None = None,
+        predictor_num_heads: int | None = None,
+        masks: list[MaskSpec] | None = None,
+        min_context: int = 4,
+        target: Literal["ema", "stopgrad"] = "ema",
+        ema_momentum: tuple[float, float] = (0.998, 1.0),
+        ema_schedule: Literal["linear", "cosine"] = "linear",
+        loss: LossKind = "l1",
+        var_weight: float = 0.0,
+        cov_weight: float = 0.0,
+        vicreg_on: Literal["pred", "context", "both"] = "pred",
+        vicreg_pool: Literal["tokens", "clip"] = "tokens",
+        lr: float = 6.25e-4,
+        start_lr: float = 2e-4,
+        final_lr: float = 1e-6,
+        warmup_fraction: float = 0.1,
+        weight_decay: float = 0.04,
+        final_weight_decay: float = 0.4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        grad_checkpointing: bool = False,
+        compile: bool = False,
+        monitor_every: int = 10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if masks is None:
+            masks = [SHORT_RANGE, LONG_RANGE]
+        self.save_hyperparameters()
+        self.hparams["masks"] = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
+        self.mask_samplers = [MultiBlockMaskSampler(m, min_context) for m in self.hparams["masks"]]
+        self.encoder: VideoViT | None = None
+        self.predictor: MaskedPredictor | None = None
+        self.target_encoder: TargetEncoder | None = None
+        self.mask_generator = torch.Generator().manual_seed(seed)
+        self._seeded = False
+        self._last_batch_start: float | None = None
+        if input_size is not None:
+            self._build(tuple(input_size))
+
+    # ----------------------------------------------------------------- construction
+    def _build(self, input_size: tuple[int, int, int]) -> None:
+        hp = self.hparams
+        self.hparams["input_size"] = tuple(int(v) for v in input_size)
+        self.encoder = VideoViT.from_preset(
+            hp.encoder, patch_size=hp.patch_size, tubelet_size=hp.tubelet_size, input_size=hp.input_size,
+            conv_stem=hp.conv_stem, drop_path_rate=hp.drop_path_rate,
+        )
+        self.encoder.token_grid(hp.input_size)  # raises on sizes the patches do not divide
+        width, depth, heads = default_predictor_size(self.encoder.embed_dim, len(self.encoder.blocks.blocks))
+        self.predictor = MaskedPredictor(
+            self.encoder.embed_dim, self.encoder.grid_size,
+            predictor_embed_dim=hp.predictor_embed_dim or width,
+            depth=hp.predictor_depth or depth,
+            num_heads=hp.predictor_num_heads or heads,
+        )
+        if hp.target == "ema":
+            self.target_encoder = TargetEncoder(self.encoder)
+        if hp.grad_checkpointing:
+            self.encoder.set_grad_checkpointing()
+            self.predictor.set_grad_checkpointing()
+        if hp.compile:
+            self.encoder.blocks.compile(dynamic=True)
+            self.predictor.blocks.compile(dynamic=True)
+
+    def setup(self, stage: str) -> None:
+        if not self._seeded:
+            self.mask_generator.manual_seed(self.hparams.seed + self.global_rank)
+            self._seeded = True
+        if self.encoder is not None:
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        dhp = getattr(dm, "hparams", {})
+        if "num_frames" not in dhp or "crop_size" not in dhp:
+            raise ValueError(
+                "model.input_size is not set and the data module has no num_frames/crop_size to infer it "
+                "from; set model.init_args.input_size: [T, H, W]"
+            )
+        self._build((dhp["num_frames"], dhp["crop_size"], dhp["crop_size"]))
+
+    # ----------------------------------------------------------------- objective
+    def _targets(self, video: torch.Tensor) -> torch.Tensor:
+        """Layer-normed target-encoder tokens of the full clip -> [B, N, D] (no gradient)."""
+        with torch.no_grad():
+            if self.target_encoder is not None:
+                h = self.target_encoder.encoder.forward_features(video)
+            else:
+                h = self.encoder.forward_features(video)
+            return F.layer_norm(h.float(), (h.shape[-1],)).to(h.dtype)
+
+    def _regularise(self, z: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """VICReg (variance, covariance) of tokens z [B, N, D] with validity [B, N]."""
+        if self.hparams.vicreg_pool == "clip":
+            m = mask[..., None].to(z.dtype)
+            rows = (z * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, D]
+        else:
+            rows = z[mask]  # [M, D]
+        return vicreg_terms(rows)
+
+    def sample_masks(self, batch: int, grid: tuple[int, int, int], device: torch.device) -> list[MaskSet]:
+        return [s(batch, grid, self.mask_generator, device) for s in self.mask_samplers]
+
+    def compute_loss(
+        self, video: torch.Tensor, masks: list[MaskSet] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Total loss, its terms, and the target tokens h [B, N, D] for the monitors."""
+        hp = self.hparams
+        assert self.encoder is not None and self.predictor is not None
+        h = self._targets(video)
+        x, grid = self.encoder.embed(video)  # [B, N, D]
+        masks = masks if masks is not None else self.sample_masks(video.shape[0], grid, video.device)
+        zero = video.new_zeros((), dtype=torch.float32)
+        pred_loss, var_loss, cov_loss = zero, zero, zero
+        regularise = hp.var_weight > 0 or hp.cov_weight > 0
+        for ms in masks:
+            z = self.encoder.forward_tokens(gather_tokens(x, ms.context_ids), ms.context_mask)
+            p = self.predictor(z, ms.context_ids, ms.target_ids, grid, ms.context_mask, ms.target_mask)
+            pred_loss = pred_loss + prediction_loss(
+                p.float(), gather_tokens(h, ms.target_ids).float(), ms.target_mask, hp.loss
+            )
+            if regularise:
+                if hp.vicreg_on in ("pred", "both"):
+                    v, c = self._regularise(p, ms.target_mask)
+                    var_loss, cov_loss = var_loss + v, cov_loss + c
+                if hp.vicreg_on in ("context", "both"):
+                    v, c = self._regularise(z, ms.context_mask)
+                    var_loss, cov_loss = var_loss + v, cov_loss + c
+        n = len(masks)
+        terms = {"pred_loss": pred_loss / n, "var_loss": var_loss / n, "cov_loss": cov_loss / n}
+        total = terms["pred_loss"] + hp.var_weight * terms["var_loss"] + hp.cov_weight * terms["cov_loss"]
+        for i, ms in enumerate(masks):
+            terms[f"mask{i}_context_fraction"] = video.new_tensor(ms.context_fraction)
+            terms[f"mask{i}_target_fraction"] = video.new_tensor(ms.target_fraction)
+        return total, terms, h
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_start is not None:
+            clips = batch["video"].shape[0]
+            self.log("perf/clips_per_s", clips / max(now - self._last_batch_start, 1e-9))
+        self._last_batch_start = now
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        video = batch["video"]
+        loss, terms, h = self.compute_loss(video)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.global_step}: "
+                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items() if k.endswith("loss"))
+            )
+        b = video.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        for k, v in terms.items():
+            self.log(("train/" if k.endswith("loss") else "mask/") + k, v, batch_size=b)
+        if self.global_step % max(self.hparams.monitor_every, 1) == 0:
+            self._log_monitors(h, b)
+        return loss
+
+    @torch.no_grad()
+    def _log_monitors(self, h: torch.Tensor, batch_size: int) -> None:
+        """Collapse monitors on the target tokens: mean per-dimension std, and RankMe."""
+        tokens = h.flatten(0, 1).float()
+        if tokens.shape[0] > 2048:
+            idx = torch.randperm(tokens.shape[0], generator=self.mask_generator)[:2048].to(tokens.device)
+            tokens = tokens[idx]
+        clips = h.float().mean(1)
+        self.log("monitor/target_std", tokens.std(0).mean(), batch_size=batch_size)
+        self.log("monitor/target_rankme", effective_rank(tokens), batch_size=batch_size)
+        self.log("monitor/target_clip_std", clips.std(0).mean() if clips.shape[0] > 1 else 0.0, batch_size=batch_size)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        video = batch["video"]
+        gen_state = self.mask_generator.get_state()
+        self.mask_generator.manual_seed(10_000 + batch_idx)  # the same masks every validation
+        try:
+            loss, terms, _ = self.compute_loss(video)
+        finally:
+            self.mask_generator.set_state(gen_state)
+        b = video.shape[0]
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
+        self.log("val/pred_loss", terms["pred_loss"], sync_dist=True, batch_size=b)
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then move the EMA target (once per optimizer step, not per micro-batch)."""
+        super().optimizer_step(*args, **kwargs)
+        if self.target_encoder is not None:
+            m = self.ema_momentum(self.trainer.global_step)
+            self.target_encoder.update(self.encoder, m)
+            self.log("ema/momentum", m)
+
+    def ema_momentum(self, step: int) -> float:
+        start, end = self.hparams.ema_momentum
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        return momentum_at(step, total, start, end, self.hparams.ema_schedule)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        assert self.encoder is not None and self.predictor is not None
+        groups = param_groups({"encoder": self.encoder, "predictor": self.predictor})
+        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = WarmupCosineLRWD(
+            opt, total_steps=total, warmup_steps=int(hp.warmup_fraction * total), lr=hp.lr,
+            start_lr=hp.start_lr, final_lr=hp.final_lr, weight_decay=hp.weight_decay,
+            final_weight_decay=hp.final_weight_decay,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "opt"}}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        opt = self.optimizers(use_pl_optimizer=False)
+        self.log("opt/weight_decay", float(opt.param_groups[0]["weight_decay"]))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mask_generator"] = self.mask_generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "mask_generator" in checkpoint:
+            self.mask_generator.set_state(checkpoint["mask_generator"])
+            self._seeded = True
+        if self.encoder is None:
+            self._build(tuple(checkpoint["hyper_parameters"]["input_size"]))
