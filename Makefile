@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_OUT ?= outputs/quickstart
+
 demo: $(STAMP)
 	test -f $(DEMO_DATA)/manifest.csv || $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
-	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 16 --frame-step 2
-	$(BIN)/jepa data inspect $(DEMO_DATA)/train.csv --num-frames 16 --frame-step 2 --crop-size 64
+	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 2
+	$(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
+	$(BIN)/jepa export $(DEMO_OUT)/checkpoints/last.ckpt --out $(DEMO_OUT)/encoder.pt
+	@echo "logs:        $(DEMO_OUT)/csv (CSV), $(DEMO_OUT)/wandb (offline; 'wandb sync' to upload)"
+	@echo "checkpoints: $(DEMO_OUT)/checkpoints (last.ckpt, best-*.ckpt)"
+	@echo "encoder:     $(DEMO_OUT)/encoder.pt  (python: jepa.load_encoder('$(DEMO_OUT)/encoder.pt'))"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

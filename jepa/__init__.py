@@ -1,4 +1,21 @@
-"""JEPA video world models: self-supervised video pretraining by prediction in latent space,
-frozen-encoder probes, action-conditioned world models and latent planning."""
+"""JEPA video world models: self-supervised prediction in latent space, on Lightning.
+
+    import jepa
+    enc = jepa.load_encoder("encoder.pt")          # from `jepa export` or a `jepa fit` checkpoint
+    enc = jepa.create_encoder("vit_small", patch_size=16, input_size=(16, 224, 224))
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["create_encoder", "export_encoder", "load_encoder"]
+
+
+def __getattr__(name: str) -> Any:  # lazy, so `import jepa` stays cheap
+    if name in __all__:
+        from jepa import hub
+
+        return getattr(hub, name)
+    raise AttributeError(f"module 'jepa' has no attribute {name!r}")

@@ -20,6 +20,7 @@ argument is a config key under ``model.init_args``.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any, Literal
 
 import lightning as L
@@ -130,8 +131,10 @@ class VideoJEPA(L.LightningModule):
         if masks is None:
             masks = [SHORT_RANGE, LONG_RANGE]
         self.save_hyperparameters()
-        self.hparams["masks"] = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
-        self.mask_samplers = [MultiBlockMaskSampler(m, min_context) for m in self.hparams["masks"]]
+        # plain dicts in hparams, so checkpoints load with torch.load(weights_only=True)
+        specs = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
+        self.hparams["masks"] = [asdict(m) for m in specs]
+        self.mask_samplers = [MultiBlockMaskSampler(m, min_context) for m in specs]
         self.encoder: VideoViT | None = None
         self.predictor: MaskedPredictor | None = None
         self.target_encoder: TargetEncoder | None = None

@@ -15,6 +15,7 @@ models share one entry point. Defaults when a recipe leaves them out: wandb in o
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,26 +32,42 @@ def default_trainer() -> dict[str, Any]:
     }
 
 
+CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
+LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
+
+
 class JepaCLI(LightningCLI):
-    """LightningCLI with the project's loggers and callbacks filled in when a recipe has none."""
+    """LightningCLI that fills in the project's loggers and callbacks under ``default_root_dir``.
+
+    Filled in after all overrides, so ``--trainer.default_root_dir DIR`` moves everything:
+    ``logger`` unset -> CSV (``DIR/csv``) + offline wandb (``DIR/wandb``); no checkpoint
+    callback -> one keeping ``last.ckpt`` and the best ``val/loss`` in ``DIR/checkpoints``
+    (a recipe's own ModelCheckpoint without ``dirpath`` gets that folder too); an LR monitor.
+    """
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
         root = trainer.get("default_root_dir") or "outputs/run"
+        trainer["default_root_dir"] = root
         if trainer.get("logger") in (None, True):
             trainer["logger"] = [
                 _ns("lightning.pytorch.loggers.CSVLogger", save_dir=root, name="csv"),
                 _ns("lightning.pytorch.loggers.WandbLogger", save_dir=root, project="jepa", offline=True),
             ]
-        if not trainer.get("callbacks"):
-            trainer["callbacks"] = [
-                _ns(
-                    "lightning.pytorch.callbacks.ModelCheckpoint", dirpath=os.path.join(root, "checkpoints"),
-                    filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1, save_last=True,
-                ),
-                _ns("lightning.pytorch.callbacks.LearningRateMonitor", logging_interval="step"),
-            ]
+        callbacks = list(trainer.get("callbacks") or [])
+        paths = [getattr(cb, "class_path", "") for cb in callbacks]
+        if trainer.get("enable_checkpointing") is not False and CHECKPOINT not in paths:
+            callbacks.append(
+                _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
+                    save_last=True)
+            )
+        if LR_MONITOR not in paths:
+            callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
+        for cb in callbacks:
+            if getattr(cb, "class_path", "") == CHECKPOINT and cb.init_args.get("dirpath") is None:
+                cb.init_args["dirpath"] = os.path.join(root, "checkpoints")
+        trainer["callbacks"] = callbacks
 
 
 def _ns(class_path: str, **init_args: Any) -> Any:
@@ -65,6 +82,9 @@ def run(argv: Sequence[str]) -> int:
 
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_MODE", "offline")
+    # Lightning warns about both; we pass argv on purpose, and the EMA target is eval by design.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     JepaCLI(
         L.LightningModule,
         L.LightningDataModule,

@@ -67,7 +67,7 @@ class BlockStack(nn.Module):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth else []
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
         self.grad_checkpointing = False
 

@@ -1,0 +1,45 @@
+"""``jepa bench train``: a shrunken quickstart step reports sane rates, FLOPs scale with the batch."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from jepa import bench_train
+from jepa.bench_train import load_recipe, parse_overrides, run_train_benchmark
+
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "quickstart.yaml")
+SMALL = ["encoder=vit_pico", "crop_size=32"]
+
+
+def test_benchmark_reports_positive_rates_and_flops_scale_with_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[str] = []
+    r2 = run_train_benchmark(QUICKSTART, steps=2, warmup=1, batch_size=2, overrides=SMALL, print_fn=lines.append)
+    for key in ("clips_per_s", "step_s", "flops_per_step", "achieved_flops", "peak_flops", "mfu"):
+        assert math.isfinite(r2[key]) and r2[key] > 0, key
+    assert 0 < r2["mfu"] < 1.5
+    assert r2["batch_size"] == 2 and r2["tokens"] == 4 * 4 * 4
+    assert any("MFU" in line for line in lines) and any("vit_pico" in line for line in lines)
+    monkeypatch.setattr(bench_train, "matmul_peak", lambda *a, **k: r2["peak_flops"])  # measured once
+    r4 = run_train_benchmark(QUICKSTART, steps=1, warmup=0, overrides=[*SMALL, "batch_size=4"], print_fn=lines.append)
+    assert r4["batch_size"] == 4
+    assert 1.6 <= r4["flops_per_step"] / r2["flops_per_step"] <= 2.4
+
+
+def test_overrides_set_model_args_and_input() -> None:
+    args, size, batch, clip = load_recipe(
+        QUICKSTART, ["encoder=vit_nano", "patch_size=16", "num_frames=16", "crop_size=96", "batch_size=32"]
+    )
+    assert args["encoder"] == "vit_nano" and args["patch_size"] == 16
+    assert size == (16, 96, 96) and batch == 32 and clip == 1.0
+    assert load_recipe(QUICKSTART, batch_size=3)[2] == 3
+    assert parse_overrides(["masks=[{num_blocks: 1}]"]) == {"masks": [{"num_blocks": 1}]}
+
+
+def test_unknown_override_key_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="'encoder_depth'"):
+        run_train_benchmark(QUICKSTART, overrides=["encoder_depth=3"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["vit_tiny"])

@@ -1,0 +1,118 @@
+"""``jepa fit`` through the real LightningCLI on generated videos, then ``jepa export`` and
+``jepa.load_encoder``: checkpoints, CSV and offline wandb logs, identical features."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import jepa
+from jepa.cli import main
+from jepa.hub import create_encoder, export_encoder, load_encoder
+from jepa.pretrain import VideoJEPA
+
+RECIPES = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
+
+
+def tiny_config(tmp_path: Path, synth_dir: Path) -> Path:
+    """The quickstart recipe shrunk to seconds: same keys, tiny model and data."""
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/pretrain/quickstart.yaml").read_text())
+    root = str(tmp_path / "run")
+    cfg["trainer"].update(
+        max_epochs=None, max_steps=4, default_root_dir=root, log_every_n_steps=1, limit_val_batches=2,
+        val_check_interval=2, enable_progress_bar=False,
+    )
+    cfg["model"]["init_args"].update(encoder="vit_pico", monitor_every=1)
+    cfg["data"]["init_args"].update(
+        train=str(synth_dir / "train.csv"), val=str(synth_dir / "val.csv"), num_frames=4, crop_size=32,
+        batch_size=4, num_workers=0, persistent_workers=False,
+    )
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
+    tmp = tmp_path_factory.mktemp("fit")
+    assert main(["fit", "--config", str(tiny_config(tmp, synth_dir))]) == 0
+    return tmp / "run"
+
+
+def test_fit_writes_checkpoints_csv_and_offline_wandb(fitted: Path) -> None:
+    ckpts = {p.name for p in (fitted / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts), ckpts
+    metrics = next((fitted / "csv").rglob("metrics.csv"))
+    with open(metrics) as f:
+        rows = list(csv.DictReader(f))
+    cols = set(rows[0])
+    for key in ("train/loss", "train/pred_loss", "train/var_loss", "train/cov_loss", "val/loss",
+                "ema/momentum", "opt/weight_decay", "monitor/target_std", "monitor/target_rankme",
+                "mask/mask0_context_fraction", "perf/clips_per_s"):
+        assert key in cols, key
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 4 and all(x == x for x in losses)
+    assert list((fitted / "wandb").glob("offline-run-*")), "no offline wandb run"
+    ckpt = torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["input_size"] == (4, 32, 32)
+
+
+def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, capsys) -> None:
+    last = fitted / "checkpoints" / "last.ckpt"
+    out = tmp_path / "enc.pt"
+    assert main(["export", str(last), "--out", str(out)]) == 0
+    assert "embed_dim" in capsys.readouterr().out
+    module = VideoJEPA.load_from_checkpoint(last).eval()
+    video = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        ref = module.target_encoder.encoder.forward_features(video)
+        online = module.encoder.forward_features(video)
+        for enc in (jepa.load_encoder(out), load_encoder(last)):
+            assert not enc.training and enc.input_size == (4, 32, 32) and enc.embed_dim == ref.shape[-1]
+            torch.testing.assert_close(enc.forward_features(video), ref, rtol=0, atol=0)
+        ctx = load_encoder(last, which="context")
+        torch.testing.assert_close(ctx.forward_features(video), online, rtol=0, atol=0)
+        again = create_encoder("vit_pico", pretrained=out)
+        torch.testing.assert_close(again.forward_features(video), ref, rtol=0, atol=0)
+
+
+def test_export_of_a_foreign_or_truncated_file_names_it(tmp_path: Path, fitted: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes((fitted / "checkpoints" / "last.ckpt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="bad.ckpt"):
+        load_encoder(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="foreign.pt"):
+        export_encoder(foreign, tmp_path / "x.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_encoder(tmp_path / "missing.pt")
+
+
+def test_print_config_lists_every_model_and_data_key(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", "configs/pretrain/quickstart.yaml", "--print_config"])
+    assert e.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    for key in ("masks", "var_weight", "cov_weight", "target", "ema_momentum", "final_weight_decay"):
+        assert key in cfg["model"]["init_args"], key
+    assert cfg["data"]["init_args"]["num_frames"] == 8
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_parses(recipe: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert e.value.code == 0
+    assert "jepa.pretrain.VideoJEPA" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_named(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", "configs/pretrain/quickstart.yaml", "--model.init_args.not_a_key", "1"])
+    assert e.value.code != 0
+    assert "not_a_key" in capsys.readouterr().err
