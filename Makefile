@@ -21,9 +21,9 @@ demo: $(STAMP)
 	test -f $(DEMO_DATA)/manifest.csv || $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
 	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 2
 	$(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
-	$(BIN)/jepa export $(DEMO_OUT)/checkpoints/last.ckpt --out $(DEMO_OUT)/encoder.pt
+	$(BIN)/jepa export $(DEMO_OUT) --out $(DEMO_OUT)/encoder.pt
 	@echo "logs:        $(DEMO_OUT)/csv (CSV), $(DEMO_OUT)/wandb (offline; 'wandb sync' to upload)"
-	@echo "checkpoints: $(DEMO_OUT)/checkpoints (last.ckpt, best-*.ckpt)"
+	@echo "checkpoints: $(DEMO_OUT)/checkpoints (last*.ckpt, best-*.ckpt; resume with --ckpt_path last)"
 	@echo "encoder:     $(DEMO_OUT)/encoder.pt  (python: jepa.load_encoder('$(DEMO_OUT)/encoder.pt'))"
 
 test: $(STAMP)
@@ -34,6 +34,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/jepa bench data
+	$(BIN)/jepa bench train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

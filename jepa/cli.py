@@ -79,12 +79,13 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from jepa.hub import export_encoder, load_encoder
+    from jepa.hub import export_encoder, latest_checkpoint, load_encoder
 
-    out = export_encoder(args.checkpoint, args.out, args.which)
+    ckpt = latest_checkpoint(args.checkpoint)
+    out = export_encoder(ckpt, args.out, args.which)
     enc = load_encoder(out)
     n = sum(p.numel() for p in enc.parameters())
-    print(f"wrote {out}: {args.which} encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, "
+    print(f"wrote {out} from {ckpt}: {args.which} encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, "
           f"input_size {tuple(enc.input_size)}")
     return 0
 
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.set_defaults(func=_cmd_bench_train)
 
     ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
-    ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit")
+    ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit, or a run folder (its newest last*.ckpt)")
     ex.add_argument("--out", required=True, help="output file (e.g. encoder.pt)")
     ex.add_argument("--which", default="target", choices=["target", "context"],
                     help="EMA target encoder (default) or the online context encoder")

@@ -58,10 +58,27 @@ def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tup
     return config, sd
 
 
+def latest_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file as is; for a run folder (or its ``checkpoints/``), its newest ``last*.ckpt``.
+
+    Lightning never overwrites an earlier run's ``last.ckpt`` in the same folder (it writes
+    ``last-v1.ckpt``, ...), so "the latest" is the most recently written one.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    found = sorted(folder.glob("last*.ckpt"), key=lambda f: f.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no last*.ckpt in {folder}")
+    return found[-1]
+
+
 def export_encoder(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], which: Literal["target", "context"] = "target"
 ) -> Path:
-    """Write an encoder-only file from a ``jepa fit`` checkpoint; returns its path."""
+    """Write an encoder-only file from a ``jepa fit`` checkpoint (or run folder); returns its path."""
+    checkpoint = latest_checkpoint(checkpoint)
     ckpt = _read(checkpoint)
     if "state_dict" not in ckpt:
         raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict')")

@@ -55,7 +55,7 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 
 def global_moments(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(n, mean [D], centred z [n_local, D]) over all ranks; differentiable."""
-    z = z.float()
+    z = z.to(torch.promote_types(z.dtype, torch.float32))  # half/bf16 -> fp32; fp64 stays fp64
     count = _all_reduce_sum(z.new_tensor([float(z.shape[0])]))
     mean = _all_reduce_sum(z.sum(0)) / count
     return count, mean, z - mean

@@ -234,9 +234,11 @@ class VideoJEPA(L.LightningModule):
         n = len(masks)
         terms = {"pred_loss": pred_loss / n, "var_loss": var_loss / n, "cov_loss": cov_loss / n}
         total = terms["pred_loss"] + hp.var_weight * terms["var_loss"] + hp.cov_weight * terms["cov_loss"]
-        for i, ms in enumerate(masks):
-            terms[f"mask{i}_context_fraction"] = video.new_tensor(ms.context_fraction)
-            terms[f"mask{i}_target_fraction"] = video.new_tensor(ms.target_fraction)
+        for i, ms in enumerate(masks):  # as tensors: no host sync on GPU
+            nc, nt = ms.context_mask.sum().float(), ms.target_mask.sum().float()
+            terms[f"mask{i}_context_fraction"] = nc / (nc + nt)
+            terms[f"mask{i}_target_fraction"] = nt / (nc + nt)
+            terms[f"mask{i}_padding_fraction"] = 1 - (nc + nt) / (ms.context_mask.numel() + ms.target_mask.numel())
         return total, terms, h
 
     # ----------------------------------------------------------------- Lightning hooks

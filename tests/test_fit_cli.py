@@ -64,8 +64,8 @@ def test_fit_writes_checkpoints_csv_and_offline_wandb(fitted: Path) -> None:
 def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, capsys) -> None:
     last = fitted / "checkpoints" / "last.ckpt"
     out = tmp_path / "enc.pt"
-    assert main(["export", str(last), "--out", str(out)]) == 0
-    assert "embed_dim" in capsys.readouterr().out
+    assert main(["export", str(fitted), "--out", str(out)]) == 0  # a run folder: its newest last*.ckpt
+    assert f"from {last}" in capsys.readouterr().out
     module = VideoJEPA.load_from_checkpoint(last).eval()
     video = torch.randn(2, 3, 4, 32, 32)
     with torch.no_grad():
