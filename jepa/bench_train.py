@@ -172,9 +172,9 @@ def _cpu_attention_flops() -> dict[Any, Callable[..., int]]:
         ("_scaled_dot_product_fused_attention_overrideable", fwd),
         ("_scaled_dot_product_fused_attention_overrideable_backward", bwd),
     ]:
-        op = getattr(aten, name, None)
-        if op is not None and op.default not in flop_counter.flop_registry:
-            mapping[op.default] = fn
+        op = getattr(aten, name, None)  # the registry is keyed by overload packets
+        if op is not None and op not in flop_counter.flop_registry:
+            mapping[op] = fn
     return mapping
 
 

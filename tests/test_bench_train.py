@@ -1,4 +1,4 @@
-"""``jepa bench train``: a shrunken quickstart step reports sane rates, FLOPs scale with the batch."""
+"""``jepa bench train``: sane rates on a shrunken quickstart, FLOPs scale with the batch, attention is counted."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from jepa import bench_train
-from jepa.bench_train import load_recipe, parse_overrides, run_train_benchmark
+from jepa.bench_train import count_flops, load_recipe, parse_overrides, run_train_benchmark
 
 QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "quickstart.yaml")
 SMALL = ["encoder=vit_pico", "crop_size=32"]
@@ -26,6 +28,17 @@ def test_benchmark_reports_positive_rates_and_flops_scale_with_batch(monkeypatch
     r4 = run_train_benchmark(QUICKSTART, steps=1, warmup=0, overrides=[*SMALL, "batch_size=4"], print_fn=lines.append)
     assert r4["batch_size"] == 4
     assert 1.6 <= r4["flops_per_step"] / r2["flops_per_step"] <= 2.4
+
+
+def test_flop_counter_counts_attention_on_cpu() -> None:
+    q, k, v = (torch.randn(2, 3, 64, 32, requires_grad=True) for _ in range(3))
+    valid = torch.ones(2, 1, 1, 64, dtype=torch.bool)
+    valid[0, ..., -5:] = False
+    for mask in (None, valid):
+        with count_flops() as fc:
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+        fwd = 2 * (2 * 2 * 3 * 64 * 64 * 32)  # q @ k^T and p @ v
+        assert fc.get_total_flops() == fwd + 2.5 * fwd  # backward: 5 matmuls of the same size
 
 
 def test_overrides_set_model_args_and_input() -> None:
