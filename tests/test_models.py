@@ -336,7 +336,7 @@ def test_predictor_padding_does_not_change_valid_outputs() -> None:
 
 
 def test_default_predictor_size() -> None:
-    assert default_predictor_size(1024, 24)[:2] == (384, 12)  # V-JEPA's ViT-L predictor
+    assert default_predictor_size(1024, 24) == (384, 12, 12)  # V-JEPA's ViT-L predictor
     for dim, depth in [(96, 4), (192, 12), (384, 12), (768, 12), (1280, 32)]:
         width, pdepth, heads = default_predictor_size(dim, depth)
         assert 64 <= width <= 384 and 2 <= pdepth <= 12 and width % heads == 0

@@ -24,9 +24,10 @@ from jepa.models.vit import gather_tokens
 
 
 def default_predictor_size(embed_dim: int, depth: int) -> tuple[int, int, int]:
-    """(width, depth, heads) for an encoder: half its width up to 384, half its depth up to 12."""
+    """(width, depth, heads) for an encoder: half its width up to 384, half its depth up to 12,
+    heads of width 32 (ViT-L/H -> 384 x 12 blocks x 12 heads, V-JEPA's predictor)."""
     width = min(384, max(64, embed_dim // 2))
-    heads = max(1, width // 64) if width >= 64 else 1
+    heads = max(1, width // 32)  # head width 32, as V-JEPA's 384-wide, 12-head predictor
     while width % heads:
         heads -= 1
     return width, min(12, max(2, depth // 2)), heads
