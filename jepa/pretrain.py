@@ -37,9 +37,12 @@ from jepa.schedules import WarmupCosineLRWD
 
 
 def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices only (not norms, biases, tokens, positions)."""
+    """AdamW groups: weight decay on weight matrices only (not norms, biases, tokens, positions).
+
+    ``modules`` maps a name to each trained module (names are for the reader; groups merge them).
+    """
     decay, no_decay = [], []
-    for prefix, module in modules.items():
+    for module in modules.values():
         skip = getattr(module, "no_weight_decay", lambda: set())()
         for name, p in module.named_parameters():
             if not p.requires_grad:
@@ -48,7 +51,6 @@ def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
                 no_decay.append(p)
             else:
                 decay.append(p)
-        del prefix
     return [
         {"params": decay, "wd_scale": 1.0},
         {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0},
