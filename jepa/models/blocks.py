@@ -8,6 +8,8 @@ passes ``None`` so the flash kernel stays eligible.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
@@ -84,6 +86,13 @@ class BlockStack(nn.Module):
             if collect is not None and i in collect:
                 outs.append(x)
         return x, outs
+
+
+def rescale_residual_projections(stack: BlockStack) -> None:
+    """Divide each block's residual-branch output weights by sqrt(2 * layer) (I-JEPA/V-JEPA init)."""
+    for i, blk in enumerate(stack.blocks):
+        blk.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+        blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
 
 
 def init_weights(module: nn.Module) -> None:

@@ -13,12 +13,15 @@ scales that down for smaller encoders.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from jepa.models.blocks import BlockStack, init_weights, key_padding_to_attn_mask
+from jepa.models.blocks import (
+    BlockStack,
+    init_weights,
+    key_padding_to_attn_mask,
+    rescale_residual_projections,
+)
 from jepa.models.pos_embed import sincos_3d
 from jepa.models.vit import gather_tokens
 
@@ -65,9 +68,7 @@ class MaskedPredictor(nn.Module):
         self._pos_cache: dict[tuple[object, ...], torch.Tensor] = {}
         self.apply(init_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        for i, blk in enumerate(self.blocks.blocks):
-            blk.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
-            blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+        rescale_residual_projections(self.blocks)  # depth-scaled residual projections (I-JEPA)
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token"}

@@ -25,7 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from jepa.models.blocks import BlockStack, init_weights, key_padding_to_attn_mask
+from jepa.models.blocks import (
+    BlockStack,
+    init_weights,
+    key_padding_to_attn_mask,
+    rescale_residual_projections,
+)
 from jepa.models.pos_embed import sincos_3d
 
 # name -> (embed_dim, depth, num_heads, mlp_ratio); timm's ViT widths/depths plus CPU sizes.
@@ -123,9 +128,7 @@ class VideoViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self._pos_cache: dict[tuple[Any, ...], torch.Tensor] = {}
         self.apply(init_weights)
-        for i, blk in enumerate(self.blocks.blocks):  # depth-scaled residual projections (I-JEPA)
-            blk.attn.proj.weight.data.div_(math.sqrt(2.0 * (i + 1)))
-            blk.mlp.fc2.weight.data.div_(math.sqrt(2.0 * (i + 1)))
+        rescale_residual_projections(self.blocks)  # depth-scaled residual projections (I-JEPA)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> VideoViT:
