@@ -7,8 +7,9 @@
   jepa bench train --config configs/pretrain/quickstart.yaml     training clips/s and MFU
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
+  jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
 
-Probing and planning arrive with their issues.
+Planning arrives with its issue.
 """
 
 from __future__ import annotations
@@ -87,6 +88,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
     n = sum(p.numel() for p in enc.parameters())
     print(f"wrote {out} from {ckpt}: {args.which} encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, "
           f"input_size {tuple(enc.input_size)}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from jepa.probe.run import DEFAULT_HEADS, run_probe
+
+    configs = dict(DEFAULT_HEADS)
+    configs["linear"] = replace(configs["linear"], optimizer=args.optimizer)
+    if args.linear_epochs:
+        configs["linear"] = replace(configs["linear"], epochs=args.linear_epochs)
+    if args.attentive_epochs:
+        configs["attentive"] = replace(configs["attentive"], epochs=args.attentive_epochs)
+    if args.optimizer == "sgd":  # SGD wants larger steps than AdamW
+        configs["linear"] = replace(configs["linear"], lrs=(0.01, 0.1))
+    try:
+        report = run_probe(
+            args.encoder, args.train, args.val, args.target, heads=args.head, seeds=args.seeds, out=args.out,
+            cache_dir=args.cache_dir, views=args.views, crops=args.crops, frame_step=args.frame_step,
+            crop_fraction=args.crop_fraction, layer=args.layer, baselines=args.baselines, task=args.task,
+            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, head_configs=configs,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"jepa probe: {e}", file=sys.stderr)
+        return 2
+    print(report["table"])
+    secs = report["seconds"]
+    print(f"features {secs['features']:.0f} s (cache: {report['cache']}), heads {secs['heads']:.0f} s")
+    if args.out:
+        print(f"wrote {args.out}/probe.json, probe.md, probe.png")
     return 0
 
 
@@ -169,6 +202,32 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--which", default="target", choices=["target", "context"],
                     help="EMA target encoder (default) or the online context encoder")
     ex.set_defaults(func=_cmd_export)
+
+    pr = sub.add_parser("probe", help="frozen-encoder linear / attentive probes with random-init and pixel baselines")
+    pr.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
+    pr.add_argument("--train", required=True, help="training manifest CSV (label columns)")
+    pr.add_argument("--val", required=True, help="validation manifest CSV")
+    pr.add_argument("--target", required=True, nargs="+", help="label column(s) to probe")
+    pr.add_argument("--head", nargs="+", default=["linear"], choices=["linear", "attentive"])
+    pr.add_argument("--seeds", type=int, default=3, help="head trainings per model (mean and std reported)")
+    pr.add_argument("--out", default=None, help="folder for probe.json, probe.md and probe.png")
+    pr.add_argument("--cache-dir", default=None, help="feature cache (default: $JEPA_CACHE_DIR or ~/.cache/jepa/features)")
+    pr.add_argument("--views", type=int, default=2, help="evenly spaced clips per video, predictions averaged")
+    pr.add_argument("--crops", type=int, default=1, help="spatial crops per clip (3: start, centre, end)")
+    pr.add_argument("--crop-fraction", type=float, default=1.0, help="crop side / shorter frame side")
+    pr.add_argument("--frame-step", type=int, default=None, help="default: the encoder's training frame step")
+    pr.add_argument("--layer", type=int, default=-1, help="encoder block to read (-1: final output)")
+    pr.add_argument("--baselines", nargs="*", default=["random_init", "pixels"], choices=["random_init", "pixels"])
+    pr.add_argument("--task", default="auto", choices=["auto", "classification", "regression"],
+                    help="auto: integer columns are classes, float columns regression")
+    pr.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="linear head optimizer")
+    pr.add_argument("--linear-epochs", type=int, default=None)
+    pr.add_argument("--attentive-epochs", type=int, default=None)
+    pr.add_argument("--batch-size", type=int, default=16, help="videos per feature-extraction batch")
+    pr.add_argument("--num-workers", type=int, default=2, help="decoding processes")
+    pr.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_cmd_probe)
     return parser
 
 

@@ -58,6 +58,25 @@ def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tup
     return config, sd
 
 
+DATA_KEYS = ("num_frames", "frame_step", "fps", "crop_size", "eval_crop_fraction", "mean", "std")
+
+
+def _data_meta(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The clip settings the encoder was trained with (from the data module's hyper-parameters)."""
+    hp = ckpt.get("datamodule_hyper_parameters") or {}
+    return {k: (list(hp[k]) if isinstance(hp[k], tuple) else hp[k]) for k in DATA_KEYS if k in hp}
+
+
+def encoder_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What is known about an encoder file or checkpoint besides its weights: ``data`` (the clip
+    settings it was trained with: num_frames, frame_step, crop_size, mean, std, ...), ``source``,
+    ``global_step``. Empty entries where unknown."""
+    obj = _read(path)
+    if obj.get("format") == FORMAT:
+        return dict(obj.get("meta") or {})
+    return {"source": str(path), "global_step": obj.get("global_step"), "data": _data_meta(obj)}
+
+
 def latest_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A checkpoint file as is; for a run folder (or its ``checkpoints/``), its newest ``last*.ckpt``.
 
@@ -85,7 +104,7 @@ def export_encoder(
     config, sd = _encoder_from_checkpoint(ckpt, str(checkpoint), which)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step")}
+    meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step"), "data": _data_meta(ckpt)}
     tmp = out.with_name(out.name + ".tmp")
     torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": sd, "meta": meta}, tmp)
     os.replace(tmp, out)  # atomic: never a half-written encoder file

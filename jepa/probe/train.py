@@ -1,0 +1,203 @@
+"""Training and scoring probe heads on cached features.
+
+Every (video, view) pair is a training sample. At evaluation the views of a video are combined
+(softmax probabilities averaged for classification, predictions averaged for regression), as in
+V-JEPA's multi-view protocol. Hyper-parameters (learning rate x weight decay) are chosen on a
+held-out part of the *training* videos; the chosen setting is then trained on all training
+videos once per seed and scored on the validation set, which is never used for any choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jepa.probe.heads import AttentiveHead, LinearHead
+
+HeadKind = Literal["linear", "attentive"]
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How one kind of head is trained."""
+
+    kind: HeadKind = "linear"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lrs: tuple[float, ...] = (1e-3, 1e-2)
+    weight_decays: tuple[float, ...] = (1e-4, 1e-2, 1e-1)
+    epochs: int = 50
+    batch_size: int = 256
+    warmup_epochs: int = 0
+    holdout: float = 0.2  # fraction of training videos used to choose lr x wd
+    num_heads: int | None = None  # attentive probe heads (default dim // 64)
+
+
+def primary_metric(task: Task) -> str:
+    return "top1" if task == "classification" else "r2"
+
+
+def _make_head(cfg: HeadConfig, dim: int, out: int) -> nn.Module:
+    if cfg.kind == "linear":
+        return LinearHead(dim, out)
+    if cfg.kind == "attentive":
+        return AttentiveHead(dim, out, cfg.num_heads)
+    raise ValueError(f"unknown head {cfg.kind!r}; choose linear or attentive")
+
+
+@dataclass
+class Standardizer:
+    """Regression targets are learned standardised and reported in their own units."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, y: torch.Tensor, task: Task) -> Standardizer:
+        if task == "classification":
+            return cls()
+        return cls(float(y.mean()), float(y.std().clamp_min(1e-8)))
+
+
+def train_head(
+    cfg: HeadConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: Task,
+    num_out: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, Standardizer]:
+    """Train a head on features ``x`` ``[n, V, D]`` (or ``[n, V, N, D]`` tokens) and labels ``y`` ``[n]``."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    n, v = x.shape[:2]
+    samples = x.reshape(n * v, *x.shape[2:])
+    targets = y.repeat_interleave(v)
+    scaler = Standardizer.fit(y, task)
+    if task == "regression":
+        targets = (targets.float() - scaler.mean) / scaler.std
+    head = _make_head(cfg, x.shape[-1], num_out).to(device)
+    decay = [p for p in head.parameters() if p.ndim >= 2]
+    rest = [p for p in head.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+    bs = min(cfg.batch_size, len(samples))
+    steps_per_epoch = max(1, len(samples) // bs)  # drop the ragged tail (BatchNorm wants > 1 row)
+    total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+    head.train()
+    step = 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(samples), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * bs : (i + 1) * bs]
+            xb, yb = samples[idx].to(device).float(), targets[idx].to(device)
+            scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+            for g in opt.param_groups:
+                g["lr"] = lr * scale
+            out = head(xb)
+            loss = F.cross_entropy(out, yb) if task == "classification" else F.mse_loss(out.squeeze(-1), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    return head.eval(), scaler
+
+
+@torch.no_grad()
+def predict(head: nn.Module, x: torch.Tensor, batch_size: int = 512, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Per-view outputs ``[n, V, out]`` of a trained head."""
+    n, v = x.shape[:2]
+    flat = x.reshape(n * v, *x.shape[2:])
+    outs = [head(flat[i : i + batch_size].to(device).float()).cpu() for i in range(0, len(flat), batch_size)]
+    return torch.cat(outs).view(n, v, -1)
+
+
+def score(outputs: torch.Tensor, y: torch.Tensor, task: Task, scaler: Standardizer) -> dict[str, float]:
+    """Metrics of per-view outputs ``[n, V, out]`` against labels ``[n]``; views are combined."""
+    if task == "classification":
+        probs = outputs.softmax(-1)
+        mean = probs.mean(1)
+        res = {
+            "top1": float((mean.argmax(-1) == y).float().mean() * 100),
+            "top1_single_view": float((probs.argmax(-1) == y[:, None]).float().mean() * 100),
+        }
+        if mean.shape[-1] > 5:
+            top5 = mean.topk(5, -1).indices
+            res["top5"] = float((top5 == y[:, None]).any(-1).float().mean() * 100)
+        return res
+    pred = outputs.squeeze(-1).mean(1) * scaler.std + scaler.mean
+    y = y.float()
+    mse = float(((pred - y) ** 2).mean())
+    var = float(((y - y.mean()) ** 2).mean())
+    return {"r2": 1.0 - mse / var if var > 0 else float("nan"), "mse": mse}
+
+
+def split_holdout(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint (fit, holdout) video indices of a training set of ``n`` videos."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = max(1, int(round(n * fraction)))
+    if k >= n:
+        raise ValueError(f"cannot hold out {fraction:.0%} of {n} training videos")
+    return order[k:], order[:k]
+
+
+def select_hparams(
+    cfg: HeadConfig, x: torch.Tensor, y: torch.Tensor, task: Task, num_out: int, device: str | torch.device = "cpu"
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Best (lr, weight_decay) on a held-out part of the training set, and every trial's score."""
+    fit, hold = split_holdout(len(x), cfg.holdout)
+    metric = primary_metric(task)
+    trials = []
+    for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
+        head, scaler = train_head(cfg, x[fit], y[fit], task, num_out, lr, wd, seed=0, device=device)
+        s = score(predict(head, x[hold], device=device), y[hold], task, scaler)[metric]
+        trials.append({"lr": lr, "weight_decay": wd, metric: s})
+    best = max(trials, key=lambda t: -math.inf if math.isnan(t[metric]) else t[metric])
+    return {"lr": best["lr"], "weight_decay": best["weight_decay"]}, trials
+
+
+def run_head(
+    cfg: HeadConfig,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    task: Task,
+    num_out: int,
+    seeds: Sequence[int],
+    device: str | torch.device = "cpu",
+) -> dict[str, object]:
+    """Choose hyper-parameters on the training set, then train once per seed and score on val."""
+    hp, trials = select_hparams(cfg, train_x, train_y, task, num_out, device)
+    runs = []
+    for seed in seeds:
+        head, scaler = train_head(cfg, train_x, train_y, task, num_out, hp["lr"], hp["weight_decay"], seed, device)
+        runs.append(score(predict(head, val_x, device=device), val_y, task, scaler))
+    metrics = {k: [r[k] for r in runs] for k in runs[0]}
+    summary = {k: {"mean": _mean(v), "std": _std(v), "values": v} for k, v in metrics.items()}
+    metric = primary_metric(task)
+    return {"mean": summary[metric]["mean"], "std": summary[metric]["std"], "metrics": summary, "hparams": hp, "trials": trials}
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v)
+
+
+def _std(v: list[float]) -> float:
+    if len(v) < 2:
+        return 0.0
+    m = _mean(v)
+    return math.sqrt(sum((a - m) ** 2 for a in v) / (len(v) - 1))
