@@ -102,9 +102,21 @@ def export_encoder(
     if "state_dict" not in ckpt:
         raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict')")
     config, sd = _encoder_from_checkpoint(ckpt, str(checkpoint), which)
+    meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step"), "data": _data_meta(ckpt)}
+    return _write(config, sd, meta, out)
+
+
+def save_encoder(encoder: VideoViT, out: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write ``encoder`` (e.g. one fine-tuned in your own code) as an encoder file ``load_encoder``
+    reads. ``meta`` (default ``encoder.meta``) may hold ``"data"``: the clip settings (frame_step,
+    mean, std, ...) that probes and ``read_clips`` use."""
+    sd = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    return _write(dict(encoder.config), sd, dict(encoder.meta if meta is None else meta), out)
+
+
+def _write(config: dict[str, Any], sd: dict[str, torch.Tensor], meta: dict[str, Any], out: str | os.PathLike[str]) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step"), "data": _data_meta(ckpt)}
     tmp = out.with_name(out.name + ".tmp")
     torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": sd, "meta": meta}, tmp)
     os.replace(tmp, out)  # atomic: never a half-written encoder file
@@ -112,18 +124,21 @@ def export_encoder(
 
 
 def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context"] = "target") -> VideoViT:
-    """The encoder in eval mode from an exported file or a ``jepa fit`` checkpoint."""
+    """The encoder in eval mode from an exported file or a ``jepa fit`` checkpoint. ``enc.meta``
+    holds what is known besides the weights (``data``: the clip settings it was trained with)."""
     obj = _read(path)
     if obj.get("format") == FORMAT:
-        config, sd = obj["config"], obj["state_dict"]
+        config, sd, meta = obj["config"], obj["state_dict"], dict(obj.get("meta") or {})
     elif "state_dict" in obj:
         config, sd = _encoder_from_checkpoint(obj, str(path), which)
+        meta = {"source": str(path), "which": which, "global_step": obj.get("global_step"), "data": _data_meta(obj)}
     else:
         raise ValueError(f"{path} is neither a jepa encoder file nor a Lightning checkpoint")
     enc = VideoViT(**config)
     missing, unexpected = enc.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: encoder weights do not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    enc.meta = meta  # the clip settings it was trained with (jepa.read_clips uses them)
     return enc.eval()
 
 
@@ -136,5 +151,6 @@ def create_encoder(name: str, pretrained: str | os.PathLike[str] | None = None, 
         config = {**enc.config, **overrides}
         new = VideoViT(**config)
         new.load_state_dict(enc.state_dict())
+        new.meta = enc.meta
         enc = new.eval()
     return enc

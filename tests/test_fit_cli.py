@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import yaml
 
 import jepa
 from jepa.cli import main
-from jepa.hub import create_encoder, export_encoder, load_encoder
+from jepa.hub import create_encoder, encoder_meta, export_encoder, load_encoder
 from jepa.pretrain import VideoJEPA
 
 RECIPES = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
@@ -78,6 +80,23 @@ def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, c
         torch.testing.assert_close(ctx.forward_features(video), online, rtol=0, atol=0)
         again = create_encoder("vit_pico", pretrained=out)
         torch.testing.assert_close(again.forward_features(video), ref, rtol=0, atol=0)
+
+
+def test_encoders_load_without_lightning(fitted: Path, tmp_path: Path) -> None:
+    """Downstream code needs torch and jepa's model code only: no Lightning, no training config."""
+    out = export_encoder(fitted, tmp_path / "enc.pt")
+    meta = encoder_meta(out)
+    assert meta["data"]["frame_step"] == 2 and meta["data"]["num_frames"] == 4 and meta["global_step"] == 4
+    assert encoder_meta(fitted / "checkpoints" / "last.ckpt")["data"] == meta["data"]
+    code = (
+        "import sys; sys.modules['lightning'] = None; sys.modules['pytorch_lightning'] = None\n"
+        "import torch, jepa\n"
+        f"for p in [{str(out)!r}, {str(fitted / 'checkpoints' / 'last.ckpt')!r}]:\n"
+        "    enc = jepa.load_encoder(p)\n"
+        "    assert enc.forward_features(torch.zeros(1, 3, 4, 32, 32)).shape == (1, 32, enc.embed_dim)\n"
+        "assert 'lightning' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 def test_export_of_a_foreign_or_truncated_file_names_it(tmp_path: Path, fitted: Path) -> None:

@@ -119,6 +119,7 @@ class VideoViT(nn.Module):
             input_size=tuple(input_size), conv_stem=conv_stem, drop_path_rate=drop_path_rate,
             qkv_bias=qkv_bias,
         )
+        self.meta: dict[str, Any] = {}  # set by jepa.load_encoder: e.g. the clip settings it was trained with
         self.embed_dim = self.num_features = embed_dim
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
         self.input_size = tuple(input_size)

@@ -49,6 +49,7 @@ class ClipSpec:
 
     num_frames: int = 16
     frame_step: int = 2
+    fps: float | None = None  # if set, frames are taken at this rate (overrides frame_step)
     size: int = 224  # square crop fed to the encoder
     crop_fraction: float = 1.0  # crop side / shorter frame side
     views: int = 1  # evenly spaced clips per video
@@ -61,6 +62,10 @@ class ClipSpec:
             raise ValueError(f"views and crops must be >= 1, got views={self.views}, crops={self.crops}")
         if not 0 < self.crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+
+    def sampler(self) -> ClipSampler:
+        """``views`` evenly spaced clips per video."""
+        return ClipSampler(self.num_frames, self.frame_step, fps=self.fps, clips_per_video=self.views, mode="uniform")
 
 
 def crop_boxes(frame_size: torch.Tensor, spec: ClipSpec) -> list[torch.Tensor]:
@@ -271,7 +276,6 @@ def probe_dataset(
     bad_files: str = "skip",
 ) -> VideoClipDataset:
     """The dataset ``extract_features`` reads: ``spec.views`` evenly spaced clips per video."""
-    sampler = ClipSampler(spec.num_frames, spec.frame_step, clips_per_video=spec.views, mode="uniform")
-    return VideoClipDataset(manifest, sampler, bad_files=bad_files, vocab=vocab)  # type: ignore[arg-type]
+    return VideoClipDataset(manifest, spec.sampler(), bad_files=bad_files, vocab=vocab)  # type: ignore[arg-type]
 
 

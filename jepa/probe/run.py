@@ -21,10 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from jepa.clips import clip_spec_for
 from jepa.hub import encoder_meta, latest_checkpoint, load_encoder
 from jepa.models.vit import VideoViT
 from jepa.probe.features import (
-    ClipSpec,
     FeatureCache,
     PixelFeatures,
     extract_features,
@@ -56,20 +56,6 @@ def random_twin(encoder: VideoViT, seed: int = 0) -> VideoViT:
 def infer_task(values: torch.Tensor) -> Task:
     """Integer label columns are classes, float columns regression targets."""
     return "classification" if not values.is_floating_point() else "regression"
-
-
-def clip_spec_for(
-    encoder: VideoViT, meta: dict[str, Any], views: int, crops: int, frame_step: int | None, crop_fraction: float
-) -> ClipSpec:
-    t, h, w = encoder.input_size
-    if h != w:
-        raise ValueError(f"probing expects a square input size, the encoder's is {h}x{w}")
-    data = meta.get("data") or {}
-    kw: dict[str, Any] = {}
-    if data.get("mean") is not None:
-        kw["mean"], kw["std"] = tuple(data["mean"]), tuple(data["std"])
-    step = frame_step or data.get("frame_step") or 2
-    return ClipSpec(num_frames=t, frame_step=int(step), size=h, crop_fraction=crop_fraction, views=views, crops=crops, **kw)
 
 
 def run_probe(
