@@ -22,9 +22,12 @@ demo: $(STAMP)
 	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 2
 	$(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
 	$(BIN)/jepa export $(DEMO_OUT) --out $(DEMO_OUT)/encoder.pt
+	$(BIN)/jepa probe --encoder $(DEMO_OUT)/encoder.pt --train $(DEMO_DATA)/train.csv --val $(DEMO_DATA)/val.csv \
+		--target direction shape --head linear attentive --seeds 3 --out $(DEMO_OUT)/probe
 	@echo "logs:        $(DEMO_OUT)/csv (CSV), $(DEMO_OUT)/wandb (offline; 'wandb sync' to upload)"
 	@echo "checkpoints: $(DEMO_OUT)/checkpoints (last*.ckpt, best-*.ckpt; resume with --ckpt_path last)"
 	@echo "encoder:     $(DEMO_OUT)/encoder.pt  (python: jepa.load_encoder('$(DEMO_OUT)/encoder.pt'))"
+	@echo "probes:      $(DEMO_OUT)/probe/probe.md, probe.json, probe.png (linear + attentive vs random-init and pixels)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
