@@ -41,7 +41,7 @@ class JepaCLI(LightningCLI):
 
     Filled in after all overrides, so ``--trainer.default_root_dir DIR`` moves everything:
     ``logger`` unset -> CSV (``DIR/csv``) + offline wandb (``DIR/wandb``); no checkpoint
-    callback -> one keeping ``last.ckpt`` and the best ``val/loss`` in ``DIR/checkpoints``
+    callback -> ``last.ckpt`` (every epoch) and the best ``val/loss`` in ``DIR/checkpoints``
     (a recipe's own ModelCheckpoint without ``dirpath`` gets that folder too); an LR monitor.
     """
 
@@ -58,9 +58,14 @@ class JepaCLI(LightningCLI):
         callbacks = list(trainer.get("callbacks") or [])
         paths = [getattr(cb, "class_path", "") for cb in callbacks]
         if trainer.get("enable_checkpointing") is not False and CHECKPOINT not in paths:
+            # Two callbacks: Lightning (2.6) writes ``save_last`` only when a top-k checkpoint was
+            # saved in the same step, so one monitored callback would leave ``last.ckpt`` at the
+            # best epoch and lose every later one.  ``last`` is an unmonitored top-1 under a fixed
+            # name, rewritten every epoch.
+            callbacks.append(_ns(CHECKPOINT, filename="last", monitor=None, save_top_k=1, save_last=False))
             callbacks.append(
                 _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
-                    save_last=True)
+                    save_last=False)
             )
         if LR_MONITOR not in paths:
             callbacks.append(_ns(LR_MONITOR, logging_interval="step"))

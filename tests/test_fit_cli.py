@@ -63,6 +63,23 @@ def test_fit_writes_checkpoints_csv_and_offline_wandb(fitted: Path) -> None:
     assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["input_size"] == (4, 32, 32)
 
 
+def test_last_checkpoint_follows_training_when_val_loss_stops_improving(
+    tmp_path: Path, synth_dir: Path
+) -> None:
+    """With every learning rate 0 the validation loss repeats exactly, so only the first validation
+    is a new best; ``last.ckpt`` must still hold the final step (Lightning alone would keep it at
+    the best one)."""
+    cfg = yaml.safe_load(tiny_config(tmp_path, synth_dir).read_text())
+    cfg["model"]["init_args"].update(lr=0.0, start_lr=0.0, final_lr=0.0)
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(path)]) == 0
+    ckpts = tmp_path / "run" / "checkpoints"
+    best = [p.name for p in ckpts.glob("best-*.ckpt")]
+    assert best == ["best-epoch=0-step=2.ckpt"], best
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
 def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, capsys) -> None:
     last = fitted / "checkpoints" / "last.ckpt"
     out = tmp_path / "enc.pt"
