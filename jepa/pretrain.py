@@ -83,6 +83,9 @@ class VideoJEPA(L.LightningModule):
             outputs, or both.
         vicreg_pool: statistics over all tokens of the batch ("tokens") or over per-clip mean
             embeddings ("clip").
+        vicreg_expander: width of an MLP expander (Linear-LayerNorm-GELU-Linear) between the
+            embeddings and the regularisers, as in VICReg; 0 regularises the embeddings
+            themselves. Trained with the model, not part of the exported encoder.
         lr: peak learning rate.
         start_lr: learning rate at the start of warmup.
         final_lr: learning rate at the end of the cosine decay.
@@ -117,6 +120,7 @@ class VideoJEPA(L.LightningModule):
         cov_weight: float = 0.0,
         vicreg_on: Literal["pred", "context", "both"] = "pred",
         vicreg_pool: Literal["tokens", "clip"] = "tokens",
+        vicreg_expander: int = 0,
         lr: float = 6.25e-4,
         start_lr: float = 2e-4,
         final_lr: float = 1e-6,
@@ -140,6 +144,7 @@ class VideoJEPA(L.LightningModule):
         self.encoder: VideoViT | None = None
         self.predictor: MaskedPredictor | None = None
         self.target_encoder: TargetEncoder | None = None
+        self.expander: nn.Module | None = None
         self.mask_generator = torch.Generator().manual_seed(seed)
         self._seeded = False
         self._last_batch_start: float | None = None
@@ -164,6 +169,9 @@ class VideoJEPA(L.LightningModule):
         )
         if hp.target == "ema":
             self.target_encoder = TargetEncoder(self.encoder)
+        if hp.vicreg_expander > 0:
+            d, e = self.encoder.embed_dim, hp.vicreg_expander
+            self.expander = nn.Sequential(nn.Linear(d, e), nn.LayerNorm(e), nn.GELU(), nn.Linear(e, e))
         if hp.grad_checkpointing:
             self.encoder.set_grad_checkpointing()
             self.predictor.set_grad_checkpointing()
@@ -203,6 +211,8 @@ class VideoJEPA(L.LightningModule):
             rows = (z * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, D]
         else:
             rows = z[mask]  # [M, D]
+        if self.expander is not None:
+            rows = self.expander(rows)
         return vicreg_terms(rows)
 
     def sample_masks(self, batch: int, grid: tuple[int, int, int], device: torch.device) -> list[MaskSet]:
@@ -307,7 +317,10 @@ class VideoJEPA(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         assert self.encoder is not None and self.predictor is not None
-        groups = param_groups({"encoder": self.encoder, "predictor": self.predictor})
+        modules: dict[str, nn.Module] = {"encoder": self.encoder, "predictor": self.predictor}
+        if self.expander is not None:
+            modules["expander"] = self.expander
+        groups = param_groups(modules)
         opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         sched = WarmupCosineLRWD(

@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jepa.ema import TargetEncoder, momentum_at
+from jepa.hub import load_encoder
+from jepa.losses import vicreg_terms
 from jepa.masks import MaskSpec
 from jepa.pretrain import VideoJEPA
 
@@ -75,6 +77,29 @@ def test_vicreg_pooling_modes_run(pool: str) -> None:
     m = tiny(var_weight=1.0, cov_weight=1.0, vicreg_pool=pool)
     _, terms, _ = m.compute_loss(torch.randn(3, 3, *SIZE))
     assert torch.isfinite(terms["var_loss"]) and terms["var_loss"] > 0
+
+
+def test_vicreg_expander_sits_between_embeddings_and_regularisers(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    m = tiny(var_weight=1.0, cov_weight=0.04, vicreg_on="context", vicreg_expander=48)
+    assert m.expander is not None and m.expander[-1].out_features == 48
+    z, mask = torch.randn(2, 10, m.encoder.embed_dim), torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    got = m._regularise(z, mask)
+    want = vicreg_terms(m.expander(z[mask]))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    loss, _, _ = m.compute_loss(torch.randn(2, 3, *SIZE))
+    loss.backward()
+    assert all(p.grad is not None for p in m.expander.parameters())
+    t = trainer(tmp_path, max_steps=1)
+    t.fit(m, DataLoader(Clips(4), batch_size=2))
+    trained = {id(p) for g in t.optimizers[0].param_groups for p in g["params"]}
+    assert {id(p) for p in m.expander.parameters()} <= trained  # the optimizer trains it too
+    path = tmp_path / "m.ckpt"
+    t.save_checkpoint(path)
+    enc = load_encoder(path)  # the expander is training machinery, not part of the encoder
+    assert not any("expander" in k for k in enc.state_dict())
 
 
 def test_loss_goes_down_when_overfitting_one_batch() -> None:
