@@ -80,6 +80,18 @@ def test_last_checkpoint_follows_training_when_val_loss_stops_improving(
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
+def test_resume_from_last_continues_the_run(tmp_path: Path, synth_dir: Path) -> None:
+    """``--ckpt_path last`` picks up ``last.ckpt`` and trains on to the new ``max_steps``."""
+    path = tiny_config(tmp_path, synth_dir)
+    assert main(["fit", "--config", str(path)]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    assert main(["fit", "--config", str(path), "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    names = sorted(p.name for p in last.parent.glob("last*.ckpt"))
+    newest = max(last.parent.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    assert torch.load(newest, weights_only=True)["global_step"] == 6, names
+
+
 def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, capsys) -> None:
     last = fitted / "checkpoints" / "last.ckpt"
     out = tmp_path / "enc.pt"
