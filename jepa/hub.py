@@ -47,6 +47,7 @@ def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tup
     config = dict(
         embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp, patch_size=hp["patch_size"],
         tubelet_size=hp["tubelet_size"], input_size=tuple(hp["input_size"]), conv_stem=hp.get("conv_stem", False),
+        pos_encoding=hp.get("pos_encoding", "sincos"),
     )
     prefix = "target_encoder.encoder." if which == "target" else "encoder."
     sd = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

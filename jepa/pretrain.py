@@ -65,6 +65,8 @@ class VideoJEPA(L.LightningModule):
         patch_size: spatial patch size.
         tubelet_size: frames per token.
         conv_stem: convolutional stem instead of one patchify layer.
+        pos_encoding: "sincos" (fixed embeddings added to the tokens, V-JEPA) or "rope" (3D
+            rotary positions in encoder and predictor attention, V-JEPA 2).
         drop_path_rate: stochastic depth of the context encoder.
         input_size: (T, H, W) of the training clips; None reads ``num_frames`` and
             ``crop_size`` from the data module at setup.
@@ -105,6 +107,7 @@ class VideoJEPA(L.LightningModule):
         patch_size: int = 16,
         tubelet_size: int = 2,
         conv_stem: bool = False,
+        pos_encoding: Literal["sincos", "rope"] = "sincos",
         drop_path_rate: float = 0.0,
         input_size: tuple[int, int, int] | None = None,
         predictor_embed_dim: int | None = None,
@@ -157,7 +160,7 @@ class VideoJEPA(L.LightningModule):
         self.hparams["input_size"] = tuple(int(v) for v in input_size)
         self.encoder = VideoViT.from_preset(
             hp.encoder, patch_size=hp.patch_size, tubelet_size=hp.tubelet_size, input_size=hp.input_size,
-            conv_stem=hp.conv_stem, drop_path_rate=hp.drop_path_rate,
+            conv_stem=hp.conv_stem, drop_path_rate=hp.drop_path_rate, pos_encoding=hp.pos_encoding,
         )
         self.encoder.token_grid(hp.input_size)  # raises on sizes the patches do not divide
         width, depth, heads = default_predictor_size(self.encoder.embed_dim, len(self.encoder.blocks.blocks))
@@ -165,7 +168,7 @@ class VideoJEPA(L.LightningModule):
             self.encoder.embed_dim, self.encoder.grid_size,
             predictor_embed_dim=hp.predictor_embed_dim or width,
             depth=hp.predictor_depth or depth,
-            num_heads=hp.predictor_num_heads or heads,
+            num_heads=hp.predictor_num_heads or heads, pos_encoding=hp.pos_encoding,
         )
         if hp.target == "ema":
             self.target_encoder = TargetEncoder(self.encoder)
@@ -231,7 +234,7 @@ class VideoJEPA(L.LightningModule):
         pred_loss, var_loss, cov_loss = zero, zero, zero
         regularise = hp.var_weight > 0 or hp.cov_weight > 0
         for ms in masks:
-            z = self.encoder.forward_tokens(gather_tokens(x, ms.context_ids), ms.context_mask)
+            z = self.encoder.forward_tokens(gather_tokens(x, ms.context_ids), ms.context_mask, ms.context_ids, grid)
             p = self.predictor(z, ms.context_ids, ms.target_ids, grid, ms.context_mask, ms.target_mask)
             pred_loss = pred_loss + prediction_loss(
                 p.float(), gather_tokens(h, ms.target_ids).float(), ms.target_mask, hp.loss

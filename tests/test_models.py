@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import jepa.models.blocks as blocks_mod
-from jepa.models.pos_embed import sincos_3d
+from jepa.models.pos_embed import apply_rope, grid_coords, rope_3d, sincos_3d
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
 from jepa.models.vit import PRESETS, VideoViT
 
@@ -146,16 +146,18 @@ def test_wrong_ndim_raises() -> None:
 # ----------------------------------------------------------------------------- token selection
 
 
-def test_token_ids_all_equals_full() -> None:
-    enc = tiny_encoder()
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_token_ids_all_equals_full(pos: str) -> None:
+    enc = tiny_encoder(pos_encoding=pos)
     video = torch.randn(2, 3, 4, 16, 16)
     ids = torch.arange(32).expand(2, -1)
     with torch.no_grad():
         torch.testing.assert_close(enc.forward_features(video, ids), enc.forward_features(video))
 
 
-def test_padded_token_ids_match_unpadded_subsets() -> None:
-    enc = tiny_encoder()
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_padded_token_ids_match_unpadded_subsets(pos: str) -> None:
+    enc = tiny_encoder(pos_encoding=pos)
     video = torch.randn(2, 3, 4, 16, 16)
     g = torch.Generator().manual_seed(1)
     sub0 = torch.randperm(32, generator=g)[:11].sort().values
@@ -179,8 +181,9 @@ def test_padded_token_ids_match_unpadded_subsets() -> None:
 # ----------------------------------------------------------------------------- intermediate layers
 
 
-def test_get_intermediate_layers() -> None:
-    enc = tiny_encoder(depth=3)
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_get_intermediate_layers(pos: str) -> None:
+    enc = tiny_encoder(depth=3, pos_encoding=pos)
     video = torch.randn(2, 3, 4, 16, 16)
     with torch.no_grad():
         outs = enc.get_intermediate_layers(video, n=2)
@@ -188,10 +191,11 @@ def test_get_intermediate_layers() -> None:
         raw = enc.get_intermediate_layers(video, n=3, norm=False)
         picked = enc.get_intermediate_layers(video, n=[0])
         # manual: block outputs one by one
-        x, _ = enc.embed(video)
+        x, grid = enc.embed(video)
+        rope = enc.rope(grid, None, x.device)
         manual = []
         for blk in enc.blocks.blocks:
-            x = blk(x)
+            x = blk(x, None, rope)
             manual.append(x)
     assert len(outs) == 2 and len(raw) == 3 and len(picked) == 1
     assert all(o.shape == (2, 32, 48) for o in outs)
@@ -290,12 +294,15 @@ def test_encoder_adds_positions_and_runs_on_other_grid() -> None:
 # ----------------------------------------------------------------------------- predictor
 
 
-def make_predictor() -> MaskedPredictor:
-    return MaskedPredictor(embed_dim=48, grid_size=(2, 4, 4), predictor_embed_dim=32, depth=2, num_heads=2).eval()
+def make_predictor(pos: str = "sincos") -> MaskedPredictor:
+    return MaskedPredictor(
+        embed_dim=48, grid_size=(2, 4, 4), predictor_embed_dim=32, depth=2, num_heads=2, pos_encoding=pos
+    ).eval()
 
 
-def test_predictor_shape() -> None:
-    pred = make_predictor()
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_predictor_shape(pos: str) -> None:
+    pred = make_predictor(pos)
     ctx = torch.randn(3, 7, 48)
     cids = torch.randint(0, 32, (3, 7))
     tids = torch.randint(0, 32, (3, 5))
@@ -307,8 +314,9 @@ def test_predictor_shape() -> None:
     assert out2.shape == (3, 4, 48)
 
 
-def test_predictor_padding_does_not_change_valid_outputs() -> None:
-    pred = make_predictor()
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_predictor_padding_does_not_change_valid_outputs(pos: str) -> None:
+    pred = make_predictor(pos)
     g = torch.Generator().manual_seed(3)
     perm0, perm1 = torch.randperm(32, generator=g), torch.randperm(32, generator=g)
     c0, t0 = perm0[:9], perm0[9:16]  # clip 0: 9 context, 7 targets
@@ -340,3 +348,74 @@ def test_default_predictor_size() -> None:
     for dim, depth in [(96, 4), (192, 12), (384, 12), (768, 12), (1280, 32)]:
         width, pdepth, heads = default_predictor_size(dim, depth)
         assert 64 <= width <= 384 and 2 <= pdepth <= 12 and width % heads == 0
+
+
+# ----------------------------------------------------------------------------- rotary positions
+
+
+def ref_rope(x: torch.Tensor, coords: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoFormer's rotation, written out per channel pair: per axis a, a part of width 2m whose
+    pair (j, j + m) turns by coords[a] * base^(-j/m) (theta_j = base^(-2j/d_axis)); the rest stays."""
+    n, d = x.shape
+    part = 2 * (d // 6)
+    m = part // 2
+    out = x.clone().double()
+    for row in range(n):
+        for a in range(3):
+            for j in range(m):
+                theta = float(coords[row, a]) * base ** (-j / m)
+                i0, i1 = a * part + j, a * part + j + m
+                x0, x1 = float(x[row, i0]), float(x[row, i1])
+                out[row, i0] = x0 * math.cos(theta) - x1 * math.sin(theta)
+                out[row, i1] = x0 * math.sin(theta) + x1 * math.cos(theta)
+    return out
+
+
+@pytest.mark.parametrize("head_dim", [16, 32, 64])
+def test_rope_matches_reference(head_dim: int) -> None:
+    coords = grid_coords((2, 3, 4))
+    assert coords.shape == (24, 3) and coords[5].tolist() == [0.0, 1.0, 1.0]
+    x = torch.randn(24, head_dim)
+    cos, sin = rope_3d(coords, head_dim)
+    torch.testing.assert_close(apply_rope(x, cos, sin).double(), ref_rope(x, coords), atol=1e-5, rtol=0)
+
+
+def test_rope_scores_depend_on_relative_offsets_only() -> None:
+    q, k = torch.randn(10, 32), torch.randn(10, 32)
+    coords = torch.randint(0, 6, (10, 3)).float()
+
+    def scores(c: torch.Tensor) -> torch.Tensor:
+        cos, sin = rope_3d(c, 32)
+        return apply_rope(q, cos, sin) @ apply_rope(k, cos, sin).T
+
+    base = scores(coords)
+    torch.testing.assert_close(scores(coords + torch.tensor([3.0, -2.0, 5.0])), base, atol=1e-4, rtol=1e-4)
+    moved = coords.clone()
+    moved[0] += torch.tensor([0.0, 1.0, 0.0])  # one token moves: its offsets to the others change
+    assert not torch.allclose(scores(moved), base, atol=1e-3)
+
+
+def test_rope_encoder_features_follow_content_not_absolute_position() -> None:
+    enc = tiny_encoder(pos_encoding="rope")
+    video = torch.randn(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        for blk in enc.blocks.blocks:  # sharper attention than at init, so positions matter visibly
+            blk.attn.qkv.weight.mul_(20)
+        x, grid = enc.embed(video)  # grid (2, 4, 4); rope adds nothing to the tokens
+        torch.testing.assert_close(x, enc.patch_embed(video))
+        ids = torch.tensor([[t * 16 + h * 4 + w for t in range(2) for h in range(2) for w in range(2)]])
+        tokens = x[:, :8]  # any 8 token contents, placed on a 2x2x2 block of the grid
+        here = enc.forward_tokens(tokens, None, ids, grid)
+        there = enc.forward_tokens(tokens, None, ids + 4 * 2 + 2, grid)  # same block, 2 rows down, 2 right
+        scrambled = enc.forward_tokens(tokens, None, ids.flip(1), grid)
+    torch.testing.assert_close(there, here, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(scrambled, here, atol=1e-3)
+    with pytest.raises(ValueError, match="token grid"):
+        enc.forward_tokens(tokens, None, ids)
+
+
+def test_unknown_pos_encoding_raises() -> None:
+    with pytest.raises(ValueError, match="pos_encoding 'alibi'"):
+        tiny_encoder(pos_encoding="alibi")
+    with pytest.raises(ValueError, match="pos_encoding 'alibi'"):
+        MaskedPredictor(48, (2, 4, 4), 32, 1, 2, pos_encoding="alibi")

@@ -102,9 +102,10 @@ def test_vicreg_expander_sits_between_embeddings_and_regularisers(tmp_path: Path
     assert not any("expander" in k for k in enc.state_dict())
 
 
-def test_loss_goes_down_when_overfitting_one_batch() -> None:
+@pytest.mark.parametrize("pos", ["sincos", "rope"])
+def test_loss_goes_down_when_overfitting_one_batch(pos: str) -> None:
     torch.manual_seed(0)
-    m = tiny()  # EMA target, not updated here: a fixed regression target
+    m = tiny(pos_encoding=pos)  # EMA target, not updated here: a fixed regression target
     video = torch.randn(4, 3, *SIZE)
     masks = m.sample_masks(4, m.encoder.token_grid(SIZE), torch.device("cpu"))
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=2e-3)
@@ -115,7 +116,8 @@ def test_loss_goes_down_when_overfitting_one_batch() -> None:
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.75 * losses[0], losses[::10]
+    # rope's mask tokens differ only through attention, which starts near uniform: slower start
+    assert losses[-1] < (0.75 if pos == "sincos" else 0.9) * losses[0], losses[::10]
     assert min(losses[-10:]) < min(losses[:10])
 
 
@@ -179,3 +181,18 @@ def test_input_size_comes_from_the_datamodule_when_unset(synth_dir: Path, tmp_pa
 def test_patch_size_that_does_not_divide_the_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="not divisible"):
         VideoJEPA(encoder="vit_pico", patch_size=7, input_size=SIZE)
+
+
+def test_rope_model_exports_a_rope_encoder(tmp_path: Path) -> None:
+    """``pos_encoding: rope`` reaches encoder and predictor and survives checkpoint -> load_encoder."""
+    m = tiny(pos_encoding="rope")
+    assert m.encoder.pos_encoding == "rope" and m.predictor.pos_encoding == "rope"
+    t = trainer(tmp_path, max_steps=1)
+    t.fit(m, DataLoader(Clips(4), batch_size=2))
+    path = tmp_path / "rope.ckpt"
+    t.save_checkpoint(path)
+    enc = load_encoder(path)
+    assert enc.pos_encoding == "rope"
+    video = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(video), m.target_encoder.encoder.eval()(video))

@@ -1,7 +1,8 @@
 """Transformer building blocks shared by the encoder and the predictors.
 
 Attention goes through ``F.scaled_dot_product_attention`` so GPUs get the flash or
-memory-efficient kernels. Variable-length token sets (masked clips) are padded to a common
+memory-efficient kernels. Rotary positions (``rope``: a (cos, sin) pair from
+``jepa.models.pos_embed.rope_3d``, [B, N, head_dim] each) rotate queries and keys when given. Variable-length token sets (masked clips) are padded to a common
 length and carry a key-padding mask ``[B, N]`` (True = real token); a batch without padding
 passes ``None`` so the flash kernel stays eligible.
 """
@@ -15,6 +16,10 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from jepa.models.pos_embed import apply_rope
+
+Rope = tuple[torch.Tensor, torch.Tensor]
 
 
 def key_padding_to_attn_mask(valid: torch.Tensor | None) -> torch.Tensor | None:
@@ -35,10 +40,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rope: Rope | None = None
+    ) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, d]
+        if rope is not None:
+            cos, sin = rope[0][:, None], rope[1][:, None]  # [B, 1, N, d]: same rotation for every head
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
@@ -56,8 +66,10 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rope: Rope | None = None
+    ) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask, rope))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -74,15 +86,19 @@ class BlockStack(nn.Module):
         self.grad_checkpointing = False
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, collect: set[int] | None = None
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        collect: set[int] | None = None,
+        rope: Rope | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run all blocks; also return the outputs of the block indices in ``collect``."""
         outs: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(blk, x, attn_mask, use_reentrant=False)
+                x = checkpoint(blk, x, attn_mask, rope, use_reentrant=False)
             else:
-                x = blk(x, attn_mask)
+                x = blk(x, attn_mask, rope)
             if collect is not None and i in collect:
                 outs.append(x)
         return x, outs

@@ -1,4 +1,4 @@
-"""Fixed 3D sine-cosine position embeddings for a (T, H, W) token grid.
+"""Position encodings for a (T, H, W) token grid: fixed 3D sine-cosine embeddings and 3D RoPE.
 
 The embedding width is split in three: a third each for the time, row and column
 coordinate (each third is half sines, half cosines, MAE/V-JEPA style); any remainder is
@@ -6,6 +6,11 @@ zero. Because the embedding is a function of the coordinate, a grid that differs
 training grid is handled by evaluating it at fractional training-grid coordinates
 (``coord = i * train_size / new_size``): the same thing as interpolating the table, without
 resampling artefacts, and identical to the table at the training grid.
+
+Rotary embeddings (RoPE, Su et al. 2021; 3D as in V-JEPA 2) instead rotate queries and keys
+inside attention by angles proportional to each token's coordinates, so attention scores
+depend on relative offsets only and the token features themselves carry no absolute
+position: the same content gives the same features wherever it sits.
 """
 
 from __future__ import annotations
@@ -52,3 +57,65 @@ def sincos_3d(
     if emb.shape[1] < dim:
         emb = torch.cat([emb, emb.new_zeros(emb.shape[0], dim - emb.shape[1])], dim=1)
     return emb.float()
+
+
+def grid_coords(
+    grid: tuple[int, int, int],
+    train_grid: tuple[int, int, int] | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """(t, h, w) coordinates of a token grid, flattened t-major -> [t*h*w, 3] float32.
+
+    As in ``sincos_3d``, a grid other than ``train_grid`` is mapped onto the training grid's
+    coordinate range (``coord = i * train_size / size``).
+    """
+    train_grid = train_grid or grid
+    axes = [
+        torch.arange(size, dtype=torch.float32, device=device) * (train_size / size)
+        for size, train_size in zip(grid, train_grid, strict=True)
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+def rope_3d(
+    coords: torch.Tensor, head_dim: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position tables for 3D token coordinates (RoFormer, per axis as in V-JEPA 2).
+
+    The head width is split in three equal even parts, one per axis (time, row, column); any
+    remainder is left unrotated. Within an axis part of width ``2m``, channel pair
+    ``(i, i + m)`` rotates by ``coord * base ** (-i / m)``.
+
+    Args:
+        coords: [..., N, 3] token coordinates.
+        head_dim: attention head width.
+        base: frequency base.
+
+    Returns:
+        (cos, sin), each [..., N, head_dim], for ``apply_rope``.
+    """
+    part = 2 * (head_dim // 6)
+    if part == 0:
+        raise ValueError(f"rotary positions need a head width of at least 6, got {head_dim}")
+    m = part // 2
+    inv_freq = base ** (-torch.arange(m, dtype=torch.float32, device=coords.device) / m)  # [m]
+    angles = [coords[..., a, None].float() * inv_freq for a in range(3)]  # 3 x [..., N, m]
+    rest = head_dim - 3 * part
+    cos = [torch.cat([c.cos(), c.cos()], dim=-1) for c in angles]
+    sin = [torch.cat([c.sin(), c.sin()], dim=-1) for c in angles]
+    if rest:
+        cos.append(coords.new_ones(*coords.shape[:-1], rest, dtype=torch.float32))
+        sin.append(coords.new_zeros(*coords.shape[:-1], rest, dtype=torch.float32))
+    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [..., N, head_dim] by tables from ``rope_3d`` (broadcast over heads)."""
+    d = x.shape[-1]
+    part = 2 * (d // 6)
+    m = part // 2
+    chunks = list(x[..., : 3 * part].split(part, dim=-1))
+    rotated = [torch.cat([-c[..., m:], c[..., :m]], dim=-1) for c in chunks]  # rotate_half per axis
+    if 3 * part < d:
+        rotated.append(torch.zeros_like(x[..., 3 * part :]))
+    return x * cos.to(x.dtype) + torch.cat(rotated, dim=-1) * sin.to(x.dtype)

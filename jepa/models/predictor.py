@@ -5,7 +5,9 @@ and the target positions ``[B, Nt]``. The context is projected to the predictor 
 given its position embedding; each target position becomes a learnable mask token plus that
 position's embedding. Context and mask tokens attend to each other jointly; the outputs at
 the mask tokens are normed and projected back to the encoder width -> ``[B, Nt, D]``.
-Padded entries (``*_mask`` False) are excluded as attention keys.
+Padded entries (``*_mask`` False) are excluded as attention keys. With
+``pos_encoding="rope"`` nothing is added: queries and keys are rotated by each token's grid
+coordinates inside attention (V-JEPA 2), so the mask tokens differ only through their positions.
 
 Width/depth: V-JEPA uses 12 blocks of width 384 for ViT-L/H; ``default_predictor_size``
 scales that down for smaller encoders.
@@ -22,8 +24,8 @@ from jepa.models.blocks import (
     key_padding_to_attn_mask,
     rescale_residual_projections,
 )
-from jepa.models.pos_embed import sincos_3d
-from jepa.models.vit import gather_tokens
+from jepa.models.pos_embed import grid_coords, rope_3d, sincos_3d
+from jepa.models.vit import POS_ENCODINGS, gather_tokens
 
 
 def default_predictor_size(embed_dim: int, depth: int) -> tuple[int, int, int]:
@@ -46,6 +48,7 @@ class MaskedPredictor(nn.Module):
         depth: predictor blocks.
         num_heads: predictor attention heads.
         mlp_ratio: MLP width ratio.
+        pos_encoding: "sincos" (added) or "rope" (rotary, inside attention).
     """
 
     def __init__(
@@ -56,16 +59,20 @@ class MaskedPredictor(nn.Module):
         depth: int = 12,
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
+        pos_encoding: str = "sincos",
     ) -> None:
         super().__init__()
+        if pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"unknown pos_encoding {pos_encoding!r}; choose one of {', '.join(POS_ENCODINGS)}")
         self.grid_size = tuple(grid_size)
+        self.num_heads, self.pos_encoding = num_heads, pos_encoding
         self.embed_dim, self.predictor_embed_dim = embed_dim, predictor_embed_dim
         self.embed = nn.Linear(embed_dim, predictor_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
         self.blocks = BlockStack(predictor_embed_dim, depth, num_heads, mlp_ratio)
         self.norm = nn.LayerNorm(predictor_embed_dim, eps=1e-6)
         self.proj = nn.Linear(predictor_embed_dim, embed_dim)
-        self._pos_cache: dict[tuple[object, ...], torch.Tensor] = {}
+        self._pos_cache: dict[tuple[object, ...], object] = {}
         self.apply(init_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         rescale_residual_projections(self.blocks)  # depth-scaled residual projections (I-JEPA)
@@ -80,7 +87,14 @@ class MaskedPredictor(nn.Module):
         key = (tuple(grid), str(device))
         if key not in self._pos_cache:
             self._pos_cache[key] = sincos_3d(self.predictor_embed_dim, tuple(grid), self.grid_size, device)
-        return self._pos_cache[key]
+        return self._pos_cache[key]  # type: ignore[return-value]
+
+    def rope_tables(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = ("rope", tuple(grid), str(device))
+        if key not in self._pos_cache:
+            coords = grid_coords(tuple(grid), self.grid_size, device)
+            self._pos_cache[key] = rope_3d(coords, self.predictor_embed_dim // self.num_heads)
+        return self._pos_cache[key]  # type: ignore[return-value]
 
     def forward(
         self,
@@ -94,14 +108,22 @@ class MaskedPredictor(nn.Module):
         """context [B, Nc, D], ids [B, Nc] / [B, Nt] into the flattened grid -> predictions [B, Nt, D]."""
         b, nc, _ = context.shape
         nt = target_ids.shape[1]
-        pos = self.pos_embed(grid, context.device).to(context.dtype)[None].expand(b, -1, -1)  # [B, N, Dp]
-        ctx = self.embed(context) + gather_tokens(pos, context_ids)
-        tgt = self.mask_token.to(context.dtype).expand(b, nt, -1) + gather_tokens(pos, target_ids)
+        ctx = self.embed(context)
+        tgt = self.mask_token.to(context.dtype).expand(b, nt, -1)
+        rope = None
+        if self.pos_encoding == "rope":
+            cos, sin = self.rope_tables(grid, context.device)  # [N, d]
+            ids = torch.cat([context_ids, target_ids], dim=1)
+            rope = (cos[ids], sin[ids])
+        else:
+            pos = self.pos_embed(grid, context.device).to(context.dtype)[None].expand(b, -1, -1)  # [B, N, Dp]
+            ctx = ctx + gather_tokens(pos, context_ids)
+            tgt = tgt + gather_tokens(pos, target_ids)
         x = torch.cat([ctx, tgt], dim=1)  # [B, Nc + Nt, Dp]
         valid = None
         if context_mask is not None or target_mask is not None:
             cm = context_mask if context_mask is not None else context_ids.new_ones(b, nc, dtype=torch.bool)
             tm = target_mask if target_mask is not None else target_ids.new_ones(b, nt, dtype=torch.bool)
             valid = torch.cat([cm, tm], dim=1)
-        x, _ = self.blocks(x, key_padding_to_attn_mask(valid))
+        x, _ = self.blocks(x, key_padding_to_attn_mask(valid), rope=rope)
         return self.proj(self.norm(x[:, nc:]))

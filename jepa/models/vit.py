@@ -1,4 +1,4 @@
-"""Video ViT encoder: tubelet patch embedding, 3D sin-cos positions, transformer blocks.
+"""Video ViT encoder: tubelet patch embedding, 3D positions (sin-cos or RoPE), transformer blocks.
 
 Plain PyTorch (no Lightning). timm-style API::
 
@@ -15,6 +15,10 @@ Presets follow timm's widths and depths (tiny .. giant) plus small CPU presets; 
 tokeniser is one strided Conv3d (``patch_size`` x ``patch_size`` x ``tubelet_size``) or, with
 ``conv_stem=True``, a few stride-2 3x3 convolutions followed by a 1x1 temporal projection
 ("early convolutions", Xiao et al. 2021).
+
+Positions: ``pos_encoding="sincos"`` adds fixed 3D sine-cosine embeddings to the tokens
+(V-JEPA); ``"rope"`` rotates queries and keys in every attention layer instead (3D RoPE, as in
+V-JEPA 2), so token features depend on relative, not absolute, positions.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from torch import nn
 
 from jepa.models.blocks import (
     BlockStack,
+    Rope,
     init_weights,
     key_padding_to_attn_mask,
     rescale_residual_projections,
 )
-from jepa.models.pos_embed import sincos_3d
+from jepa.models.pos_embed import grid_coords, rope_3d, sincos_3d
+
+POS_ENCODINGS: tuple[str, ...] = ("sincos", "rope")
 
 # name -> (embed_dim, depth, num_heads, mlp_ratio); timm's ViT widths/depths plus CPU sizes.
 PRESETS: dict[str, tuple[int, int, int, float]] = {
@@ -96,6 +103,7 @@ class VideoViT(nn.Module):
         conv_stem: convolutional stem instead of one patchify layer.
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
         qkv_bias: bias in the attention projections.
+        pos_encoding: "sincos" (added to the tokens) or "rope" (rotary, inside attention).
     """
 
     def __init__(
@@ -111,23 +119,27 @@ class VideoViT(nn.Module):
         conv_stem: bool = False,
         drop_path_rate: float = 0.0,
         qkv_bias: bool = True,
+        pos_encoding: str = "sincos",
     ) -> None:
         super().__init__()
+        if pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"unknown pos_encoding {pos_encoding!r}; choose one of {', '.join(POS_ENCODINGS)}")
         self.config: dict[str, Any] = dict(
             embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
             patch_size=patch_size, tubelet_size=tubelet_size, in_chans=in_chans,
             input_size=tuple(input_size), conv_stem=conv_stem, drop_path_rate=drop_path_rate,
-            qkv_bias=qkv_bias,
+            qkv_bias=qkv_bias, pos_encoding=pos_encoding,
         )
         self.meta: dict[str, Any] = {}  # set by jepa.load_encoder: e.g. the clip settings it was trained with
         self.embed_dim = self.num_features = embed_dim
+        self.num_heads, self.pos_encoding = num_heads, pos_encoding
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
         self.input_size = tuple(input_size)
         self.grid_size = self.token_grid(self.input_size)
         self.patch_embed = PatchEmbed3D(in_chans, embed_dim, patch_size, tubelet_size, conv_stem)
         self.blocks = BlockStack(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self._pos_cache: dict[tuple[Any, ...], torch.Tensor] = {}
+        self._pos_cache: dict[tuple[Any, ...], Any] = {}
         self.apply(init_weights)
         rescale_residual_projections(self.blocks)  # depth-scaled residual projections (I-JEPA)
 
@@ -158,6 +170,20 @@ class VideoViT(nn.Module):
             self._pos_cache[key] = sincos_3d(self.embed_dim, grid, self.grid_size, device)
         return self._pos_cache[key]
 
+    def rope(self, grid: tuple[int, int, int], token_ids: torch.Tensor | None, device: torch.device) -> Rope | None:
+        """Rotary tables for the tokens ``token_ids`` [B, M] of a grid (all tokens when None), or
+        None when the encoder adds sin-cos embeddings instead."""
+        if self.pos_encoding != "rope":
+            return None
+        key = ("rope", grid, str(device))
+        if key not in self._pos_cache:
+            coords = grid_coords(grid, self.grid_size, device)
+            self._pos_cache[key] = rope_3d(coords, self.embed_dim // self.num_heads)
+        cos, sin = self._pos_cache[key]  # [N, d]
+        if token_ids is None:
+            return cos[None], sin[None]
+        return cos[token_ids], sin[token_ids]
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay besides norms and biases (none: positions are fixed)."""
         return set()
@@ -166,11 +192,13 @@ class VideoViT(nn.Module):
         self.blocks.grad_checkpointing = enable
 
     def embed(self, video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """Patch-embed and add positions: [B, C, T, H, W] -> ([B, N, D], token grid)."""
+        """Patch-embed (and add sin-cos positions): [B, C, T, H, W] -> ([B, N, D], token grid)."""
         if video.ndim != 5:
             raise ValueError(f"expected video [B, C, T, H, W], got shape {tuple(video.shape)}")
         grid = self.token_grid(tuple(video.shape[2:]))
         x = self.patch_embed(video)
+        if self.pos_encoding == "rope":
+            return x, grid
         return x + self.pos_embed(grid, x.device).to(x.dtype), grid
 
     def forward_features(
@@ -180,12 +208,27 @@ class VideoViT(nn.Module):
         token_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Encode a clip, optionally only the tokens ``token_ids`` [B, Nc] -> [B, N or Nc, D]."""
-        x, _ = self.embed(video)
-        return self.forward_tokens(gather_tokens(x, token_ids), token_mask)
+        x, grid = self.embed(video)
+        return self.forward_tokens(gather_tokens(x, token_ids), token_mask, token_ids, grid)
 
-    def forward_tokens(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the blocks and final norm on embedded tokens x [B, M, D] (``token_mask``: real entries)."""
-        x, _ = self.blocks(x, key_padding_to_attn_mask(token_mask))
+    def forward_tokens(
+        self,
+        x: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
+        token_ids: torch.Tensor | None = None,
+        grid: tuple[int, int, int] | None = None,
+    ) -> torch.Tensor:
+        """Run the blocks and final norm on embedded tokens x [B, M, D].
+
+        ``token_mask``: real entries; ``token_ids`` [B, M]: their indices into ``grid`` (from
+        ``embed``), which rotary positions need (None: x is the whole grid).
+        """
+        rope = None
+        if self.pos_encoding == "rope":
+            if grid is None:
+                raise ValueError("a rope encoder needs the token grid (from embed) in forward_tokens")
+            rope = self.rope(grid, token_ids, x.device)
+        x, _ = self.blocks(x, key_padding_to_attn_mask(token_mask), rope=rope)
         return self.norm(x)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -197,8 +240,8 @@ class VideoViT(nn.Module):
         """Token outputs of the last ``n`` blocks (or of the block indices in ``n``), timm style."""
         depth = len(self.blocks.blocks)
         wanted = set(range(depth - n, depth)) if isinstance(n, int) else set(n)
-        x, _ = self.embed(video)
-        _, outs = self.blocks(x, None, collect=wanted)
+        x, grid = self.embed(video)
+        _, outs = self.blocks(x, None, collect=wanted, rope=self.rope(grid, None, x.device))
         return [self.norm(o) if norm else o for o in outs]
 
 
