@@ -8,8 +8,9 @@
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
-
-Planning arrives with its issue.
+  jepa data collect two-rooms --episodes N --steps T --out DIR   trajectories (video + actions + states)
+  jepa plan --world-model CKPT --env two-rooms --episodes 50     MPC toward goal images, with baselines
+  jepa bench plan                                                replan time at reference and recipe settings
 """
 
 from __future__ import annotations
@@ -40,6 +41,68 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, args.val_fraction, args.workers)
     print(f"wrote {args.videos} videos and {manifest} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    import time
+
+    from jepa.envs.collect import RandomWalkPolicy, collect
+
+    env_kwargs = {}
+    if args.random_wall:
+        env_kwargs["random_wall"] = True
+    if args.random_door:
+        env_kwargs["random_door"] = True
+    start = time.perf_counter()
+    manifest = collect(
+        args.env, args.out, args.episodes, args.steps, args.seed, RandomWalkPolicy(args.momentum, args.noise),
+        env_kwargs, args.val_fraction, args.workers,
+    )
+    print(f"wrote {args.episodes} episodes of {args.steps} steps and {manifest} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from jepa.planning.evaluate import PlanConfig, evaluate, format_table, write_outputs
+
+    cfg = PlanConfig(
+        planner=args.planner, horizon=args.horizon, samples=args.samples, iterations=args.iterations,
+        execute=args.execute, frameskip=args.frameskip or 1, max_steps=args.max_steps, distance=args.distance,
+        reduce=args.reduce,
+    )
+    wm = None
+    if "world_model" in args.agents:
+        if args.world_model is None:
+            print("jepa plan: --world-model CKPT is required for the world_model agent", file=sys.stderr)
+            return 2
+        import torch
+
+        from jepa.hub import latest_checkpoint
+        from jepa.world_model import load_world_model
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        wm = load_world_model(str(latest_checkpoint(args.world_model)), map_location=args.device)
+        trained_skip = wm.hparams.get("frameskip") or 1
+        if args.frameskip is None:
+            cfg.frameskip = trained_skip
+        elif args.frameskip != trained_skip:
+            print(f"note: the world model was trained with frameskip {trained_skip}; planning with {args.frameskip}")
+    elif args.frameskip is None:
+        cfg.frameskip = 1
+    report, results = evaluate(wm, args.env, args.episodes, args.seed, cfg, args.agents, args.gif_episodes,
+                               progress=not args.quiet)
+    print(format_table(report))
+    if args.out:
+        paths = write_outputs(args.out, report, results, args.env)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_bench_plan(args: argparse.Namespace) -> int:
+    from jepa.planning.bench import main as bench_main
+
+    return bench_main(args)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -155,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=None)
     synth.set_defaults(func=_cmd_synth)
 
+    col = data.add_parser("collect", help="roll out a random-walk policy in an environment and write trajectories")
+    col.add_argument("env", choices=["two-rooms", "pusht"])
+    col.add_argument("--out", required=True, help="output folder")
+    col.add_argument("--episodes", type=int, default=1000)
+    col.add_argument("--steps", type=int, default=100, help="actions per episode (frames: steps + 1)")
+    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--momentum", type=float, default=0.9, help="random-walk momentum of the actions")
+    col.add_argument("--noise", type=float, default=0.4, help="per-step action noise, as a fraction of the largest action")
+    col.add_argument("--random-wall", action="store_true", help="Two Rooms: redraw the wall position per episode")
+    col.add_argument("--random-door", action="store_true", help="Two Rooms: redraw the door position per episode")
+    col.add_argument("--val-fraction", type=float, default=0.1)
+    col.add_argument("--workers", type=int, default=None)
+    col.set_defaults(func=_cmd_collect)
+
     check = data.add_parser("check", help="decode a clip from every file and report problems")
     check.add_argument("source", help="manifest CSV or folder of videos")
     _add_clip_args(check)
@@ -195,6 +272,35 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="model init arg override, e.g. encoder=vit_large (repeatable)")
     bt.set_defaults(func=_cmd_bench_train)
+
+    bp = bench.add_parser("plan", help="seconds per replan: reference (EB-JEPA) settings and the recipe's")
+    bp.add_argument("--world-model", default=None, help="trained world model (default: a fresh one of the recipe's size)")
+    bp.add_argument("--replans", type=int, default=5, help="timed replans per setting")
+    bp.add_argument("--device", default="cpu")
+    bp.set_defaults(func=_cmd_bench_plan)
+
+    pl = sub.add_parser("plan", help="plan toward goal images with a world model (MPC), beside random and perfect-model baselines")
+    pl.add_argument("--world-model", default=None, help="jepa fit checkpoint of an ActionConditionedWorldModel, or its run folder")
+    pl.add_argument("--env", default="two-rooms", choices=["two-rooms", "pusht"])
+    pl.add_argument("--episodes", type=int, default=50)
+    pl.add_argument("--seed", type=int, default=0, help="evaluation seed: start and goal states come from it")
+    pl.add_argument("--planner", default="mppi", choices=["mppi", "cem"])
+    pl.add_argument("--horizon", type=int, default=12, help="planner steps (each held --frameskip env steps)")
+    pl.add_argument("--samples", type=int, default=256)
+    pl.add_argument("--iterations", type=int, default=6)
+    pl.add_argument("--execute", type=int, default=1, help="planner steps executed per replan")
+    pl.add_argument("--frameskip", type=int, default=None, help="env steps per planner step (default: the world model's)")
+    pl.add_argument("--max-steps", type=int, default=200)
+    pl.add_argument("--distance", default="l2", choices=["l2", "l1"])
+    pl.add_argument("--reduce", default="final", choices=["final", "sum"])
+    pl.add_argument("--agents", nargs="+", default=["world_model", "perfect_model", "random"],
+                    choices=["world_model", "perfect_model", "random"])
+    pl.add_argument("--gif-episodes", type=int, default=4)
+    pl.add_argument("--out", default=None, help="folder for plan.json, plan.md, plan.gif, trajectories.png")
+    pl.add_argument("--device", default="cpu")
+    pl.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    pl.add_argument("--quiet", action="store_true")
+    pl.set_defaults(func=_cmd_plan)
 
     ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
     ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit, or a run folder (its newest last*.ckpt)")

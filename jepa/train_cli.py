@@ -67,7 +67,7 @@ class JepaCLI(LightningCLI):
                 _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
                     save_last=False)
             )
-        if LR_MONITOR not in paths:
+        if LR_MONITOR not in paths and trainer.get("logger") is not False:  # it needs a logger
             callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
         for cb in callbacks:
             if getattr(cb, "class_path", "") == CHECKPOINT and cb.init_args.get("dirpath") is None:

@@ -1,0 +1,282 @@
+"""Two Rooms: a point agent in a square arena split by a wall with one door (numpy only).
+
+The arena is ``size x size`` pixels (65 by default) with coordinates ``x`` (column, right) and
+``y`` (row, down) in ``[0, size - 1]``. A vertical wall of width ``wall_width`` centred on
+``wall_x`` splits it into a left and a right room; a door of height ``door_size`` centred on
+``door_y`` lets the agent through. Actions are 2D displacements in pixels; an action longer than
+``max_action_norm`` is scaled down to it. Walls block motion: the agent slides along a wall it
+runs into (the blocked axis stops, the other keeps moving) and never enters it, and the arena's
+border clamps it.
+
+The state is the agent's position; ``dynamics`` steps a whole batch of states at once, so a
+planner can use the true dynamics ("perfect model" check) without a Python loop over samples.
+Observations are ``obs_size x obs_size`` RGB uint8 images: the wall in grey and the agent as an
+anti-aliased disc, drawn with sub-pixel precision so that the position can be read back from the
+pixels to a fraction of a pixel.
+
+    env = TwoRooms()
+    obs, info = env.reset(seed=0)           # info["state"] is the agent's (x, y)
+    obs, reward, terminated, truncated, info = env.step(np.array([1.5, -0.5]))
+    frame = env.render()
+
+``reset(seed, options={"state": (x, y), "goal": (x, y)})`` places agent and goal by hand; a
+``goal`` in the options (or ``sample_goal``) makes ``step`` report ``info["success"]`` (within
+``success_radius`` pixels of the goal) and a reward of 1 on success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+AGENT_COLOR = np.array([255, 80, 40], dtype=np.float32)
+WALL_COLOR = np.array([150, 150, 150], dtype=np.float32)
+FLOOR_COLOR = np.array([20, 20, 30], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TwoRoomsConfig:
+    """Geometry and physics. ``random_wall`` / ``random_door`` redraw wall x / door y per reset."""
+
+    size: int = 65
+    wall_x: float = 32.0
+    wall_width: float = 3.0
+    door_y: float = 32.0
+    door_size: float = 12.0
+    max_action_norm: float = 2.5
+    obs_size: int = 64
+    agent_radius: float = 2.5  # drawn radius in arena pixels (the agent is a point for physics)
+    success_radius: float = 4.5
+    max_steps: int = 200
+    random_wall: bool = False
+    random_door: bool = False
+    wall_range: tuple[float, float] = (20.0, 44.0)
+    door_range: tuple[float, float] = (14.0, 50.0)
+    substeps: int = 4  # collision sub-steps per action (each moves at most max_action_norm / substeps)
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.obs_size < 8:
+            raise ValueError(f"TwoRooms: size and obs_size must be >= 8, got {self.size}, {self.obs_size}")
+        if self.max_action_norm <= 0:
+            raise ValueError(f"TwoRooms: max_action_norm must be > 0, got {self.max_action_norm}")
+        if self.max_action_norm / self.substeps > self.wall_width:
+            raise ValueError(
+                "TwoRooms: an action sub-step could jump the wall; raise substeps or wall_width "
+                f"(max_action_norm / substeps = {self.max_action_norm / self.substeps} > wall_width = {self.wall_width})"
+            )
+
+
+@dataclass
+class Layout:
+    """Where the wall and door are in the current episode."""
+
+    wall_x: float
+    door_y: float
+    wall_width: float
+    door_size: float
+
+    @property
+    def wall_lo(self) -> float:
+        return self.wall_x - self.wall_width / 2
+
+    @property
+    def wall_hi(self) -> float:
+        return self.wall_x + self.wall_width / 2
+
+    @property
+    def door_lo(self) -> float:
+        return self.door_y - self.door_size / 2
+
+    @property
+    def door_hi(self) -> float:
+        return self.door_y + self.door_size / 2
+
+    def blocked(self, xy: np.ndarray) -> np.ndarray:
+        """True where a point ``[..., 2]`` lies inside the wall (not in the door)."""
+        x, y = xy[..., 0], xy[..., 1]
+        in_wall = (x > self.wall_lo) & (x < self.wall_hi)
+        in_door = (y > self.door_lo) & (y < self.door_hi)
+        return in_wall & ~in_door
+
+    def room(self, xy: np.ndarray) -> np.ndarray:
+        """0 for the left room, 1 for the right one (points in the doorway count by their side of ``wall_x``)."""
+        return (np.asarray(xy)[..., 0] >= self.wall_x).astype(np.int64)
+
+
+def clip_actions(actions: np.ndarray, max_norm: float) -> np.ndarray:
+    """Scale each 2D action ``[..., 2]`` down to ``max_norm`` where it is longer."""
+    a = np.asarray(actions, dtype=np.float64)
+    norm = np.linalg.norm(a, axis=-1, keepdims=True)
+    return a * np.minimum(1.0, max_norm / np.maximum(norm, 1e-12))
+
+
+def dynamics(state: np.ndarray, action: np.ndarray, layout: Layout, cfg: TwoRoomsConfig) -> np.ndarray:
+    """Next agent positions for a batch: ``state [..., 2]`` and ``action [..., 2]`` -> ``[..., 2]``.
+
+    The action is capped to ``cfg.max_action_norm`` and applied in ``cfg.substeps`` equal parts;
+    a part that would end inside the wall keeps only the axis that stays out of it (sliding), or
+    neither. The border clamps to ``[0, size - 1]``.
+    """
+    pos = np.array(state, dtype=np.float64, copy=True)
+    step = clip_actions(action, cfg.max_action_norm) / cfg.substeps
+    pos, step = np.broadcast_arrays(pos, step)
+    pos = pos.copy()
+    hi = cfg.size - 1.0
+    for _ in range(cfg.substeps):
+        full = np.clip(pos + step, 0.0, hi)
+        only_x = np.stack([full[..., 0], pos[..., 1]], axis=-1)
+        only_y = np.stack([pos[..., 0], full[..., 1]], axis=-1)
+        ok_full = ~layout.blocked(full)
+        ok_y = ~layout.blocked(only_y)
+        ok_x = ~layout.blocked(only_x)
+        # Prefer the full move; else slide along the axis that stays free; else stay.
+        nxt = np.where(ok_full[..., None], full, np.where(ok_y[..., None], only_y, np.where(ok_x[..., None], only_x, pos)))
+        pos = nxt
+    return pos
+
+
+def render_state(xy: np.ndarray, layout: Layout, cfg: TwoRoomsConfig) -> np.ndarray:
+    """RGB uint8 ``[..., obs_size, obs_size, 3]`` images of agents at ``xy [..., 2]``."""
+    xy = np.asarray(xy, dtype=np.float64)
+    s = cfg.obs_size / cfg.size  # obs pixels per arena pixel
+    # Arena pixel i covers [i - 0.5, i + 0.5]; obs pixel j covers the same span scaled by 1 / s.
+    centres = (np.arange(cfg.obs_size) + 0.5) / s - 0.5  # obs pixel centres in arena coordinates
+    # The wall as an anti-aliased band with a gap: coverage of each pixel column / row.
+    half = 0.5 / s
+    col_cov = np.clip(np.minimum(centres + half, layout.wall_hi) - np.maximum(centres - half, layout.wall_lo), 0, None) * s
+    row_gap = np.clip(np.minimum(centres + half, layout.door_hi) - np.maximum(centres - half, layout.door_lo), 0, None) * s
+    wall = col_cov[None, :] * (1.0 - row_gap[:, None])  # [H, W]
+    base = FLOOR_COLOR + wall[..., None] * (WALL_COLOR - FLOOR_COLOR)
+    # The agent as a disc with a one-pixel soft edge (area-like anti-aliasing).
+    cx = xy[..., 0, None, None]
+    cy = xy[..., 1, None, None]
+    d = np.sqrt((centres[None, :] - cx) ** 2 + (centres[:, None] - cy) ** 2)
+    alpha = np.clip(cfg.agent_radius - d + 0.5, 0.0, 1.0)[..., None]
+    img = base + alpha * (AGENT_COLOR - base)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class TwoRooms:
+    """Gymnasium-style Two Rooms environment (``reset``, ``step``, ``render``); see the module doc."""
+
+    config: TwoRoomsConfig = field(default_factory=TwoRoomsConfig)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng()
+        self.layout = self._default_layout()
+        self.state = np.array([self.config.size / 4, self.config.size / 2])
+        self.goal: np.ndarray | None = None
+        self.steps = 0
+
+    @classmethod
+    def make(cls, **overrides: Any) -> TwoRooms:
+        return cls(replace(TwoRoomsConfig(), **overrides))
+
+    # -- spaces ------------------------------------------------------------------------------
+    @property
+    def action_dim(self) -> int:
+        return 2
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return np.full(2, -self.config.max_action_norm)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.full(2, self.config.max_action_norm)
+
+    # -- episode -----------------------------------------------------------------------------
+    def _default_layout(self) -> Layout:
+        c = self.config
+        return Layout(c.wall_x, c.door_y, c.wall_width, c.door_size)
+
+    def _draw_layout(self) -> Layout:
+        c = self.config
+        wall_x = float(self.rng.uniform(*c.wall_range)) if c.random_wall else c.wall_x
+        door_y = float(self.rng.uniform(*c.door_range)) if c.random_door else c.door_y
+        return Layout(wall_x, door_y, c.wall_width, c.door_size)
+
+    def sample_free_state(self, room: int | None = None) -> np.ndarray:
+        """A uniformly drawn position off the wall, in ``room`` (0 left, 1 right) if given."""
+        c, margin = self.config, 1.0
+        for _ in range(1000):
+            xy = self.rng.uniform(margin, c.size - 1 - margin, size=2)
+            if self.layout.blocked(xy) or abs(xy[0] - self.layout.wall_x) < self.layout.wall_width:
+                continue
+            if room is not None and int(self.layout.room(xy)) != room:
+                continue
+            return xy
+        raise RuntimeError("TwoRooms: could not sample a free position (is the wall wider than the arena?)")
+
+    def sample_goal(self, other_room: bool | None = None) -> np.ndarray:
+        """Draw a goal position; ``other_room=True`` puts it in the room the agent is not in."""
+        room = None
+        if other_room is not None:
+            here = int(self.layout.room(self.state))
+            room = 1 - here if other_room else here
+        self.goal = self.sample_free_state(room)
+        return self.goal
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        options = options or {}
+        self.layout = self._draw_layout()
+        if "layout" in options:
+            self.layout = Layout(**options["layout"])
+        self.state = np.asarray(options["state"], dtype=np.float64) if "state" in options else self.sample_free_state()
+        if self.layout.blocked(self.state):
+            raise ValueError(f"TwoRooms.reset: start state {tuple(self.state)} is inside the wall")
+        self.goal = np.asarray(options["goal"], dtype=np.float64) if options.get("goal") is not None else None
+        self.steps = 0
+        return self.render(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,):
+            raise ValueError(f"TwoRooms.step: action must have shape (2,), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"TwoRooms.step: action must be finite, got {action}")
+        self.state = dynamics(self.state, action, self.layout, self.config)
+        self.steps += 1
+        info = self._info()
+        success = bool(info.get("success", False))
+        truncated = self.steps >= self.config.max_steps
+        return self.render(), float(success), success, truncated, info
+
+    def render(self) -> np.ndarray:
+        return render_state(self.state, self.layout, self.config)
+
+    def render_goal(self) -> np.ndarray:
+        if self.goal is None:
+            raise ValueError("TwoRooms.render_goal: no goal set (reset with options={'goal': ...} or call sample_goal)")
+        return render_state(self.goal, self.layout, self.config)
+
+    # -- batched true dynamics (for planners) -----------------------------------------------
+    def dynamics(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
+        return dynamics(state, action, self.layout, self.config)
+
+    def distance_to_goal(self, state: np.ndarray | None = None) -> float:
+        if self.goal is None:
+            raise ValueError("TwoRooms: no goal set")
+        s = self.state if state is None else np.asarray(state)
+        return float(np.linalg.norm(s - self.goal))
+
+    def is_success(self, state: np.ndarray | None = None) -> bool:
+        return self.goal is not None and self.distance_to_goal(state) <= self.config.success_radius
+
+    def _info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "state": self.state.copy(),
+            "room": int(self.layout.room(self.state)),
+            "layout": asdict(self.layout),
+            "steps": self.steps,
+        }
+        if self.goal is not None:
+            info["goal"] = self.goal.copy()
+            info["distance"] = self.distance_to_goal()
+            info["success"] = self.is_success()
+        return info

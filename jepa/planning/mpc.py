@@ -1,0 +1,151 @@
+"""Receding-horizon control: plan, execute the first actions, observe, replan.
+
+A *cost* turns candidate action sequences ``[N, H, A]`` (one environment action per planner
+step, held for ``frameskip`` environment steps) into energies ``[N]``:
+
+* ``LatentCost``: the world model. Start and goal are encoded once per replan / episode; all N
+  samples roll out in one batch; energy = distance of rolled-out latents to the goal latent.
+* ``TrueDynamicsCost``: the environment's own batched dynamics and the distance of the true
+  state to the goal state: the "perfect model" check, which tells a planner failure (this fails
+  too) from a model failure (this succeeds, the world model does not).
+
+``run_episode`` runs the loop on an environment with a goal and records success, steps taken,
+the state path, frames (for GIFs) and the wall time of every replan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from jepa.planning.energy import Distance, Reduce, latent_energy
+from jepa.planning.samplers import Planner
+
+
+class Cost(Protocol):
+    def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None: ...
+
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor: ...
+
+
+def repeat_actions(actions: torch.Tensor, frameskip: int) -> torch.Tensor:
+    """``[N, H, A]`` planner actions -> ``[N, H, frameskip * A]`` model actions (each held k steps)."""
+    return actions.repeat(1, 1, frameskip) if frameskip > 1 else actions
+
+
+class LatentCost:
+    """Energy of action samples under a world model (``encode`` / ``rollout`` API)."""
+
+    def __init__(
+        self, world_model: Any, goal_obs: np.ndarray, frameskip: int = 1, distance: Distance = "l2",
+        reduce: Reduce = "final",
+    ) -> None:
+        self.wm, self.frameskip, self.distance, self.reduce = world_model, frameskip, distance, reduce
+        with torch.no_grad():
+            self.goal = world_model.encode(goal_obs)[0]  # [P, D], once per episode
+        self.z0: torch.Tensor | None = None
+
+    def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.z0 = self.wm.encode(obs)  # [1, P, D], once per replan
+
+    @torch.no_grad()
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        assert self.z0 is not None, "LatentCost.reset(obs) must run before planning"
+        n = actions.shape[0]
+        zs = self.wm.rollout(self.z0.expand(n, *self.z0.shape[1:]), repeat_actions(actions, self.frameskip))
+        return latent_energy(zs, self.goal, self.distance, self.reduce)
+
+
+class TrueDynamicsCost:
+    """Energy of action samples under the environment's true dynamics (state distance to the goal)."""
+
+    def __init__(self, env: Any, goal_state: np.ndarray, frameskip: int = 1, reduce: Reduce = "final") -> None:
+        self.env, self.goal, self.frameskip, self.reduce = env, np.asarray(goal_state, np.float64), frameskip, reduce
+        self.state: np.ndarray | None = None
+
+    def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
+        self.state = np.asarray(info["state"], np.float64)
+
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        assert self.state is not None
+        a = actions.detach().cpu().double().numpy()
+        n, h, _ = a.shape
+        s = np.broadcast_to(self.state, (n, self.state.shape[-1])).copy()
+        dist = np.zeros((n, h))
+        for t in range(h):
+            for _ in range(self.frameskip):
+                s = self.env.dynamics(s, a[:, t])
+            dist[:, t] = np.linalg.norm(s - self.goal, axis=-1)
+        e = dist[:, -1] if self.reduce == "final" else dist.sum(1)
+        return torch.as_tensor(e, dtype=torch.float32, device=actions.device)
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    steps: int  # environment steps taken (to success, or all of them)
+    states: np.ndarray  # [steps + 1, S]
+    goal: np.ndarray
+    start_room: int
+    goal_room: int
+    replan_seconds: list[float] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def run_episode(
+    env: Any,
+    act: Callable[[np.ndarray, dict[str, Any]], np.ndarray] | None = None,
+    planner: Planner | None = None,
+    cost: Cost | None = None,
+    max_steps: int = 200,
+    execute: int = 1,
+    frameskip: int = 1,
+    keep_frames: bool = False,
+) -> EpisodeResult:
+    """Run one episode from the environment's current state toward its goal.
+
+    Either ``planner`` + ``cost`` (MPC: replan, execute the first ``execute`` planner steps, each
+    held ``frameskip`` environment steps, warm-start the next plan with the rest of the mean), or
+    ``act(obs, info) -> action`` for a policy such as the random baseline. Stops at success.
+    """
+    if (act is None) == (planner is None):
+        raise ValueError("run_episode needs either a policy `act` or a `planner` with a `cost`")
+    obs = env.render()
+    info = env._info()
+    states, frames, replans = [info["state"].copy()], [obs] if keep_frames else [], []
+    start_room = int(info["room"])
+    goal_room = int(env.layout.room(env.goal))
+    warm: torch.Tensor | None = None
+    steps, success = 0, bool(info.get("success", False))
+    while steps < max_steps and not success:
+        if planner is not None:
+            assert cost is not None
+            t0 = time.perf_counter()
+            cost.reset(obs, info)
+            result = planner.plan(cost, warm)
+            replans.append(time.perf_counter() - t0)
+            n_exec = min(execute, planner.horizon)
+            plan = result.actions.detach().cpu().numpy()
+            chunk = [plan[i] for i in range(n_exec) for _ in range(frameskip)]
+            rest = result.mean[n_exec:]
+            warm = torch.cat([rest, rest[-1:].expand(n_exec, -1)], dim=0) if len(rest) else None
+        else:
+            chunk = [act(obs, info)]
+        for a in chunk:
+            obs, _, terminated, _, info = env.step(np.asarray(a, np.float64))
+            steps += 1
+            states.append(info["state"].copy())
+            if keep_frames:
+                frames.append(obs)
+            if terminated or info.get("success", False):
+                success = True
+                break
+            if steps >= max_steps:
+                break
+    return EpisodeResult(success, steps, np.stack(states), np.asarray(env.goal).copy(), start_room, goal_room, replans, frames)

@@ -1,0 +1,348 @@
+"""``ActionConditionedWorldModel``: learn how latents evolve under actions (JEPA world model).
+
+One training step on a clip of T frames with T - 1 aligned actions (see shared/DESIGN.md, "Data
+flow (world model and planning)")::
+
+    frames [B, T, H, W, 3] uint8 -> encoder per frame -> z [B, T, P, D]
+    targets: z.detach() ("stopgrad", PLDM / EB-JEPA), or the EMA encoder's latents ("ema"),
+             or the frozen encoder's latents (``encoder_checkpoint`` set: V-JEPA 2-AC style)
+    teacher forcing:  predictor(z[:, :-1], a) vs targets[:, 1:]
+    rollout:          predictor.rollout(z[:, 0], a[:, :k]) vs targets[:, 1:k+1]  (own predictions fed back)
+    + var_weight * VICReg variance + cov_weight * covariance   (on z, when the encoder trains)
+    + smooth_weight * ||z_{t+1} - z_t||^2                        (temporal smoothness)
+    + idm_weight * ||idm(z_t, z_{t+1}) - a_t||^2                 (inverse dynamics)
+
+Actions are standardised inside the model with statistics taken from the training data at
+setup (saved in the checkpoint), so callers pass raw environment actions.
+
+Python API for planning::
+
+    wm = ActionConditionedWorldModel.load_from_checkpoint(path)   # or jepa.world_model.load_world_model
+    z0 = wm.encode(obs)                      # uint8 [B, H, W, 3] (numpy or torch) -> [B, P, D]
+    zs = wm.rollout(z0, actions)             # actions [B, H, A] -> latents [B, H, P, D]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
+from jepa.ema import TargetEncoder, momentum_at
+from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
+from jepa.models.ac_predictor import ActionConditionedPredictor
+from jepa.models.conv import ConvEncoder
+from jepa.models.vit import PRESETS, VideoViT
+from jepa.pretrain import param_groups
+from jepa.schedules import WarmupCosineLRWD
+
+
+class FrameEncoder(nn.Module):
+    """Frames ``[B, 3, H, W]`` (normalised) -> latents ``[B, P, D]``, whatever the backbone.
+
+    A ``VideoViT`` sees each frame repeated to its tubelet length (as V-JEPA 2-AC does), so a
+    video encoder from ``jepa fit`` encodes single frames.
+    """
+
+    def __init__(self, backbone: nn.Module, image_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        if isinstance(backbone, ConvEncoder):
+            self.grid, self.latent_dim = backbone.grid, backbone.latent_dim
+        elif isinstance(backbone, VideoViT):
+            _, gh, gw = backbone.token_grid((backbone.tubelet_size, image_size, image_size))
+            self.grid, self.latent_dim = (gh, gw), backbone.embed_dim
+        else:
+            raise TypeError(f"unsupported frame encoder {type(backbone).__name__}")
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.backbone, VideoViT):
+            video = frames[:, :, None].expand(-1, -1, self.backbone.tubelet_size, -1, -1)
+            return self.backbone.forward_features(video)
+        return self.backbone(frames)
+
+
+class ActionConditionedWorldModel(L.LightningModule):
+    """JEPA world model: frame encoder + block-causal action-conditioned predictor.
+
+    Args:
+        encoder: "conv" (small CNN for tiny images) or a ViT preset (``jepa.models.vit.PRESETS``).
+        encoder_checkpoint: a ``jepa fit`` checkpoint or exported encoder to load and *freeze*
+            (V-JEPA 2-AC style); ``encoder`` is then ignored and only the predictor trains.
+        image_size: frame height and width (square frames).
+        latent_dim: width of the latent (conv encoder / ViT trained here).
+        conv_widths: channels of the conv encoder's stride-2 stages.
+        latent_grid: conv encoder keeps a token grid (True) or one vector per frame (False).
+        patch_size: patch size of a ViT trained here.
+        action_dim: width of one clip action (frameskip x environment action); None reads it
+            from the data module at setup.
+        frameskip: environment steps per model step (read from the data module; planners use it).
+        predictor_embed_dim, predictor_depth, predictor_num_heads: the predictor transformer.
+        predictor_window: frames of history per prediction (None: the whole clip).
+        target: "stopgrad" (targets are the online latents, detached) or "ema".
+        ema_momentum: (start, end) momentum of the EMA target encoder.
+        loss: distance for prediction and rollout losses ("l2", "l1", "smooth_l1").
+        rollout_steps: k of the multi-step rollout loss (0 turns it off).
+        rollout_weight: its weight (the teacher-forcing loss has weight 1).
+        var_weight, cov_weight: VICReg variance / covariance on the latents.
+        smooth_weight: temporal smoothness ``||z_{t+1} - z_t||^2``.
+        idm_weight: inverse-dynamics loss (an MLP predicts a_t from z_t, z_{t+1}).
+        lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay: AdamW and its
+            warmup-cosine schedule.
+    """
+
+    def __init__(
+        self,
+        encoder: str = "conv",
+        encoder_checkpoint: str | None = None,
+        image_size: int = 64,
+        latent_dim: int = 64,
+        conv_widths: Sequence[int] = (32, 64, 128),
+        latent_grid: bool = False,
+        patch_size: int = 8,
+        action_dim: int | None = None,
+        frameskip: int | None = None,
+        predictor_embed_dim: int = 128,
+        predictor_depth: int = 3,
+        predictor_num_heads: int = 4,
+        predictor_window: int | None = None,
+        target: Literal["stopgrad", "ema"] = "stopgrad",
+        ema_momentum: tuple[float, float] = (0.99, 1.0),
+        loss: LossKind = "l2",
+        rollout_steps: int = 3,
+        rollout_weight: float = 1.0,
+        var_weight: float = 1.0,
+        cov_weight: float = 0.04,
+        smooth_weight: float = 0.0,
+        idm_weight: float = 0.0,
+        lr: float = 1e-3,
+        start_lr: float = 1e-4,
+        final_lr: float = 1e-5,
+        warmup_fraction: float = 0.05,
+        weight_decay: float = 1e-4,
+        final_weight_decay: float = 1e-4,
+        monitor_every: int = 25,
+    ) -> None:
+        super().__init__()
+        if target not in ("stopgrad", "ema"):
+            raise ValueError(f"model.target must be 'stopgrad' or 'ema', got {target!r}")
+        if encoder != "conv" and encoder not in PRESETS and encoder_checkpoint is None:
+            raise ValueError(f"model.encoder {encoder!r} is not 'conv' or one of {sorted(PRESETS)}")
+        self.save_hyperparameters()
+        self.hparams["conv_widths"] = [int(w) for w in conv_widths]
+        self.encoder: FrameEncoder = self._make_encoder()
+        self.frozen_encoder = encoder_checkpoint is not None
+        if self.frozen_encoder:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+        self.target_encoder = TargetEncoder(self.encoder) if (target == "ema" and not self.frozen_encoder) else None
+        self.predictor: ActionConditionedPredictor | None = None
+        self.idm: nn.Module | None = None
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        self._last_batch_start: float | None = None
+        if action_dim is not None:
+            self._build(int(action_dim))
+
+    # ----------------------------------------------------------------- construction
+    def _make_encoder(self) -> FrameEncoder:
+        hp = self.hparams
+        if hp.encoder_checkpoint is not None:
+            from jepa.hub import load_encoder
+
+            return FrameEncoder(load_encoder(hp.encoder_checkpoint), hp.image_size)
+        if hp.encoder == "conv":
+            return FrameEncoder(
+                ConvEncoder(hp.image_size, hp.latent_dim, tuple(hp.conv_widths), hp.latent_grid), hp.image_size
+            )
+        vit = VideoViT.from_preset(hp.encoder, patch_size=hp.patch_size, tubelet_size=1, input_size=(1, hp.image_size, hp.image_size))
+        return FrameEncoder(vit, hp.image_size)
+
+    def _build(self, action_dim: int) -> None:
+        hp = self.hparams
+        self.hparams["action_dim"] = action_dim
+        self.predictor = ActionConditionedPredictor(
+            self.encoder.latent_dim, action_dim, self.encoder.grid, hp.predictor_embed_dim, hp.predictor_depth,
+            hp.predictor_num_heads, window=hp.predictor_window,
+        )
+        self.register_buffer("action_mean", torch.zeros(action_dim))
+        self.register_buffer("action_std", torch.ones(action_dim))
+        if hp.idm_weight > 0:
+            d = self.encoder.latent_dim * self.encoder.grid[0] * self.encoder.grid[1]
+            self.idm = nn.Sequential(nn.Linear(2 * d, 256), nn.GELU(), nn.Linear(256, action_dim))
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        skip = getattr(dm, "hparams", {}).get("frameskip") if dm is not None else None
+        if skip is not None:
+            self.hparams["frameskip"] = int(skip)
+        if self.predictor is None:
+            if dm is None or getattr(dm, "action_dim", None) is None:
+                raise ValueError("model.action_dim is not set and there is no trajectory data module to read it from")
+            self._build(int(dm.action_dim))
+        if stage == "fit" and dm is not None and hasattr(dm, "action_stats") and self.global_step == 0:
+            mean, std = dm.action_stats()
+            self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.predictor is None:
+            self._build(int(checkpoint["hyper_parameters"]["action_dim"]))
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def action_dim(self) -> int:
+        assert self.predictor is not None, "the model is not built yet (no action_dim)"
+        return self.predictor.action_dim
+
+    def normalise_frames(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 ``[..., H, W, 3]`` -> float ``[N, 3, H, W]`` (ImageNet normalisation), on the model's device."""
+        x = torch.as_tensor(obs, device=self.pixel_mean.device)
+        if x.dtype != torch.uint8:
+            raise TypeError(f"observations must be uint8 [..., H, W, 3] images, got {x.dtype}")
+        x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float()
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode(self, obs: torch.Tensor | np.ndarray, target: bool = False) -> torch.Tensor:
+        """Latents of observations: uint8 ``[B, H, W, 3]`` (or ``[H, W, 3]``) -> ``[B, P, D]``."""
+        frames = self.normalise_frames(obs)
+        enc = self.target_encoder.encoder if (target and self.target_encoder is not None) else self.encoder
+        return enc(frames)
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Latents after each of ``actions [B, H, A]`` (raw units) from ``z0 [B, P, D]`` -> ``[B, H, P, D]``."""
+        assert self.predictor is not None
+        a = (actions.to(self.action_mean.dtype) - self.action_mean) / self.action_std
+        return self.predictor.rollout(z0, a)
+
+    # ----------------------------------------------------------------- objective
+    def _encode_clip(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``video [B, T, H, W, 3]`` uint8 -> (online latents, targets), each ``[B, T, P, D]``."""
+        b, t = video.shape[:2]
+        frames = self.normalise_frames(video)
+        if self.frozen_encoder:
+            with torch.no_grad():
+                z = self.encoder(frames)
+            z = z.reshape(b, t, *z.shape[1:])
+            return z, z
+        z = self.encoder(frames).reshape(b, t, *self.encoder_shape)
+        if self.target_encoder is not None:
+            with torch.no_grad():
+                zt = self.target_encoder.encoder(frames).reshape(b, t, *self.encoder_shape)
+        else:
+            zt = z.detach()
+        return z, zt
+
+    @property
+    def encoder_shape(self) -> tuple[int, int]:
+        return (self.encoder.grid[0] * self.encoder.grid[1], self.encoder.latent_dim)
+
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        hp = self.hparams
+        assert self.predictor is not None
+        video, actions = batch["video"], batch["actions"]
+        z, zt = self._encode_clip(video)
+        a = (actions.float() - self.action_mean) / self.action_std
+        b, t, p, d = z.shape
+        pred = self.predictor(z[:, :-1], a)
+        terms: dict[str, torch.Tensor] = {"pred_loss": prediction_loss(pred.reshape(b, -1, d), zt[:, 1:].reshape(b, -1, d), None, hp.loss)}
+        total = terms["pred_loss"]
+        k = min(hp.rollout_steps, t - 1)
+        if k > 0 and hp.rollout_weight > 0:
+            roll = self.predictor.rollout(z[:, 0], a[:, :k])
+            terms["rollout_loss"] = prediction_loss(roll.reshape(b, -1, d), zt[:, 1 : k + 1].reshape(b, -1, d), None, hp.loss)
+            total = total + hp.rollout_weight * terms["rollout_loss"]
+        if not self.frozen_encoder:
+            if hp.var_weight > 0 or hp.cov_weight > 0:
+                v, c = vicreg_terms(z.reshape(-1, d))
+                terms["var_loss"], terms["cov_loss"] = v, c
+                total = total + hp.var_weight * v + hp.cov_weight * c
+            if hp.smooth_weight > 0:
+                terms["smooth_loss"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
+                total = total + hp.smooth_weight * terms["smooth_loss"]
+        if self.idm is not None:
+            pair = torch.cat([z[:, :-1].reshape(b, t - 1, -1), z[:, 1:].reshape(b, t - 1, -1)], dim=-1)
+            terms["idm_loss"] = F.mse_loss(self.idm(pair), a)
+            total = total + hp.idm_weight * terms["idm_loss"]
+        return total, terms, z
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_start is not None:
+            self.log("perf/clips_per_s", batch["video"].shape[0] / max(now - self._last_batch_start, 1e-9))
+        self._last_batch_start = now
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, terms, z = self.compute_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.global_step}: " + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            )
+        b = batch["video"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        for name, v in terms.items():
+            self.log(f"train/{name}", v, batch_size=b)
+        if self.global_step % max(self.hparams.monitor_every, 1) == 0:
+            with torch.no_grad():
+                flat = z.detach().reshape(-1, z.shape[-1]).float()
+                self.log("monitor/latent_std", flat.std(0).mean(), batch_size=b)
+                self.log("monitor/latent_rankme", effective_rank(flat[:2048]), batch_size=b)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, terms, _ = self.compute_loss(batch)
+        b = batch["video"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
+        for name, v in terms.items():
+            self.log(f"val/{name}", v, sync_dist=True, batch_size=b)
+        return loss
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.target_encoder is not None:
+            start, end = self.hparams.ema_momentum
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            self.target_encoder.update(self.encoder, momentum_at(self.trainer.global_step, total, start, end, "linear"))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        assert self.predictor is not None
+        modules: dict[str, nn.Module] = {"predictor": self.predictor}
+        if not self.frozen_encoder:
+            modules["encoder"] = self.encoder
+        if self.idm is not None:
+            modules["idm"] = self.idm
+        opt = torch.optim.AdamW(param_groups(modules), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        sched = WarmupCosineLRWD(
+            opt, total_steps=total, warmup_steps=int(hp.warmup_fraction * total), lr=hp.lr, start_lr=hp.start_lr,
+            final_lr=hp.final_lr, weight_decay=hp.weight_decay, final_weight_decay=hp.final_weight_decay,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "opt"}}
+
+    def train(self, mode: bool = True) -> ActionConditionedWorldModel:
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()
+        return self
+
+
+def load_world_model(path: str, map_location: str | torch.device = "cpu") -> ActionConditionedWorldModel:
+    """A trained world model from a ``jepa fit`` checkpoint, in eval mode."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"world-model checkpoint not found: {path}")
+    try:
+        model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable ActionConditionedWorldModel checkpoint ({type(e).__name__}: {e})") from e
+    return model.eval()

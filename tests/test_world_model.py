@@ -1,0 +1,140 @@
+"""Action-conditioned predictor (block-causal), trajectory data alignment, and the world model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_pipelines.trajectories import TrajectoryClipDataset
+from jepa.envs import TwoRooms
+from jepa.envs.collect import collect
+from jepa.models.ac_predictor import ActionConditionedPredictor, block_causal_mask
+from jepa.world_model import ActionConditionedWorldModel, load_world_model
+
+
+@pytest.fixture(scope="module")
+def trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("two_rooms")
+    collect("two-rooms", out, episodes=6, steps=24, seed=0, workers=1, val_fraction=0.34)
+    return out
+
+
+def test_block_causal_mask_reference() -> None:
+    m = block_causal_mask(3, 2, window=None)
+    frame = torch.tensor([0, 0, 1, 1, 2, 2])
+    ref = frame[:, None] >= frame[None, :]
+    assert torch.equal(m, ref)
+    w = block_causal_mask(4, 1, window=2)
+    assert torch.equal(w, torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], dtype=torch.bool))
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2)])
+def test_changing_the_future_does_not_change_earlier_predictions(grid: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    p = grid[0] * grid[1]
+    pred = ActionConditionedPredictor(8, 3, grid, embed_dim=24, depth=2, num_heads=2, residual=False).eval()
+    z, a = torch.randn(2, 5, p, 8), torch.randn(2, 5, 3)
+    base = pred(z, a)
+    z2, a2 = z.clone(), a.clone()
+    z2[:, 3] += 5.0  # a later frame
+    a2[:, 3] += 5.0  # and the action taken at it
+    out = pred(z2, a2)
+    torch.testing.assert_close(out[:, :3], base[:, :3])  # predictions of frames 1..3 unchanged
+    assert not torch.allclose(out[:, 3], base[:, 3])  # the prediction that may see it does change
+    a3 = a.clone()
+    a3[:, 1] += 5.0  # the action between frames 1 and 2 changes the prediction of frame 2 on
+    out3 = pred(z, a3)
+    torch.testing.assert_close(out3[:, :1], base[:, :1])
+    assert not torch.allclose(out3[:, 1], base[:, 1])
+
+
+def test_window_limits_history_and_rollout_matches_forward() -> None:
+    torch.manual_seed(0)
+    pred = ActionConditionedPredictor(6, 2, embed_dim=24, depth=2, num_heads=2, window=2, residual=True).eval()
+    z, a = torch.randn(1, 5, 1, 6), torch.randn(1, 5, 2)
+    base = pred(z, a)
+    z2 = z.clone()
+    z2[:, 0] += 3.0  # outside the window of predictions 2..4
+    torch.testing.assert_close(pred(z2, a)[:, 2:], base[:, 2:])
+    # Rollout from one frame = feeding each prediction back by hand through forward.
+    roll = pred.rollout(z[:, 0], a[:, :3])
+    frames = [z[:, 0]]
+    for t in range(3):
+        ctx = torch.stack(frames[-2:], 1)
+        frames.append(pred(ctx, a[:, max(0, t - 1) : t + 1])[:, -1])
+    torch.testing.assert_close(roll, torch.stack(frames[1:], 1))
+    with pytest.raises(ValueError, match="context_actions"):
+        pred.rollout(z[:, :2], a[:, :2])
+
+
+def test_collected_actions_sit_between_their_frames(trajectories: Path) -> None:
+    env = TwoRooms()
+    ds = TrajectoryClipDataset(trajectories / "manifest.csv", num_frames=4, frameskip=3)
+    assert ds.action_dim == 6
+    z = np.load(trajectories / "episodes" / "000000.npz")
+    actions, states = z["actions"], z["states"]
+    assert len(states) == len(actions) + 1 == 25
+    for t in range(len(actions)):  # action t moves state t to state t + 1
+        np.testing.assert_allclose(env.dynamics(states[t].astype(np.float64), actions[t]), states[t + 1], atol=1e-4)
+    item = ds[5]
+    e, s = item["episode"], item["start"]
+    assert (e, s) == (0, 5)
+    np.testing.assert_array_equal(item["states"].numpy(), states[[5, 8, 11, 14]])
+    np.testing.assert_array_equal(item["actions"].numpy(), actions[5:14].reshape(3, 6))
+    # The decoded frame shows the agent where the state says it is (codec and all).
+    for i, t in enumerate([5, 8, 11, 14]):
+        img = item["video"][i].numpy().astype(float)
+        w = np.clip(img[..., 0] - img[..., 2] - 60, 0, None)
+        rows, cols = np.mgrid[0:64, 0:64]
+        s_ = 64 / 65
+        cx = (((cols + 0.5) / s_ - 0.5) * w).sum() / w.sum()
+        cy = (((rows + 0.5) / s_ - 0.5) * w).sum() / w.sum()
+        assert abs(cx - states[t, 0]) < 1.0 and abs(cy - states[t, 1]) < 1.0
+
+
+def test_trajectory_errors_name_the_file(tmp_path: Path, trajectories: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        TrajectoryClipDataset(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,trajectory\nmissing.mp4,missing.npz\n")
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        TrajectoryClipDataset(bad)
+    with pytest.raises(ValueError, match="frames a clip needs"):
+        TrajectoryClipDataset(trajectories / "manifest.csv", num_frames=10, frameskip=5)
+
+
+def test_world_model_fits_and_its_checkpoint_round_trips(trajectories: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    from data_pipelines.trajectory_datamodule import TrajectoryDataModule
+
+    torch.manual_seed(0)
+    dm = TrajectoryDataModule(str(trajectories / "train.csv"), str(trajectories / "val.csv"), num_frames=4,
+                              frameskip=2, batch_size=8)
+    wm = ActionConditionedWorldModel(latent_dim=16, conv_widths=(8, 16, 16), predictor_embed_dim=32,
+                                     predictor_depth=1, predictor_num_heads=2, rollout_steps=2, smooth_weight=0.1,
+                                     idm_weight=0.1, lr=3e-3)
+    trainer = L.Trainer(max_steps=12, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=2, default_root_dir=str(tmp_path))
+    trainer.fit(wm, dm)
+    assert wm.hparams.action_dim == 4 and wm.hparams.frameskip == 2
+    mean, std = dm.action_stats()
+    np.testing.assert_allclose(wm.action_std.numpy(), std, rtol=1e-5)
+    ckpt = tmp_path / "wm.ckpt"
+    trainer.save_checkpoint(ckpt)
+    again = load_world_model(str(ckpt))
+    torch.testing.assert_close(again.action_std, wm.action_std)
+    obs = np.zeros((2, 64, 64, 3), np.uint8)
+    wm.eval()
+    z0 = wm.encode(obs)
+    torch.testing.assert_close(again.encode(obs), z0)
+    acts = torch.randn(2, 3, 4)
+    torch.testing.assert_close(again.rollout(z0, acts), wm.rollout(z0, acts))
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.ckpt"):
+        load_world_model(str(junk))
