@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/moving_shapes
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo plan-demo test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: $(STAMP)
 	@echo "encoder:     $(DEMO_OUT)/encoder.pt  (python: jepa.load_encoder('$(DEMO_OUT)/encoder.pt'))"
 	@echo "probes:      $(DEMO_OUT)/probe/probe.md, probe.json, probe.png (linear + attentive vs random-init and pixels)"
 
+TR_DATA ?= data/two_rooms
+TR_OUT ?= outputs/two_rooms
+
+plan-demo: $(STAMP)
+	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
+	$(BIN)/jepa fit --config configs/world_model/two_rooms.yaml
+	$(BIN)/jepa plan --world-model $(TR_OUT) --env two-rooms --episodes 50 --seed 1 --out $(TR_OUT)/plan
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -38,9 +46,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/jepa bench data
 	$(BIN)/jepa bench train
+	$(BIN)/jepa bench plan
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) data/moving_shapes .pytest_cache
+	rm -rf $(VENV) data/moving_shapes data/two_rooms .pytest_cache

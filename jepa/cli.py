@@ -83,7 +83,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         wm = load_world_model(str(latest_checkpoint(args.world_model)), map_location=args.device)
-        trained_skip = wm.hparams.get("frameskip") or 1
+        trained_skip = wm.frameskip
         if args.frameskip is None:
             cfg.frameskip = trained_skip
         elif args.frameskip != trained_skip:

@@ -83,7 +83,6 @@ class ActionConditionedWorldModel(L.LightningModule):
         patch_size: patch size of a ViT trained here.
         action_dim: width of one clip action (frameskip x environment action); None reads it
             from the data module at setup.
-        frameskip: environment steps per model step (read from the data module; planners use it).
         predictor_embed_dim, predictor_depth, predictor_num_heads: the predictor transformer.
         predictor_window: frames of history per prediction (None: the whole clip).
         target: "stopgrad" (targets are the online latents, detached) or "ema".
@@ -108,7 +107,6 @@ class ActionConditionedWorldModel(L.LightningModule):
         latent_grid: bool = False,
         patch_size: int = 8,
         action_dim: int | None = None,
-        frameskip: int | None = None,
         predictor_embed_dim: int = 128,
         predictor_depth: int = 3,
         predictor_num_heads: int = 4,
@@ -174,20 +172,19 @@ class ActionConditionedWorldModel(L.LightningModule):
         )
         self.register_buffer("action_mean", torch.zeros(action_dim))
         self.register_buffer("action_std", torch.ones(action_dim))
+        self.register_buffer("frameskip_buf", torch.ones((), dtype=torch.long))
         if hp.idm_weight > 0:
             d = self.encoder.latent_dim * self.encoder.grid[0] * self.encoder.grid[1]
             self.idm = nn.Sequential(nn.Linear(2 * d, 256), nn.GELU(), nn.Linear(256, action_dim))
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        skip = getattr(dm, "hparams", {}).get("frameskip") if dm is not None else None
-        if skip is not None:
-            self.hparams["frameskip"] = int(skip)
         if self.predictor is None:
             if dm is None or getattr(dm, "action_dim", None) is None:
                 raise ValueError("model.action_dim is not set and there is no trajectory data module to read it from")
             self._build(int(dm.action_dim))
         if stage == "fit" and dm is not None and hasattr(dm, "action_stats") and self.global_step == 0:
+            self.frameskip_buf.fill_(int(getattr(dm, "hparams", {}).get("frameskip", 1)))
             mean, std = dm.action_stats()
             self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
@@ -197,6 +194,11 @@ class ActionConditionedWorldModel(L.LightningModule):
             self._build(int(checkpoint["hyper_parameters"]["action_dim"]))
 
     # ----------------------------------------------------------------- public API
+    @property
+    def frameskip(self) -> int:
+        """Environment steps per model step (the training data's frameskip, kept in the checkpoint)."""
+        return int(self.frameskip_buf)
+
     @property
     def action_dim(self) -> int:
         assert self.predictor is not None, "the model is not built yet (no action_dim)"

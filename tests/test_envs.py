@@ -119,3 +119,17 @@ def test_goal_success_and_other_room_goals() -> None:
     env = TwoRooms.make(max_steps=3)
     env.reset(seed=0)
     assert [env.step(np.zeros(2))[3] for _ in range(3)] == [False, False, True]
+
+
+def test_random_walk_policy_bounces_off_walls_and_is_seeded() -> None:
+    from jepa.envs.collect import RandomWalkPolicy
+
+    env = TwoRooms()
+    frames, actions, states = RandomWalkPolicy(momentum=0.95, noise=0.2).rollout(env, 200, np.random.default_rng(0))
+    assert frames.shape == (201, 64, 64, 3) and actions.shape == (200, 2) and states.shape == (201, 2)
+    assert np.linalg.norm(actions, axis=-1).max() <= env.config.max_action_norm + 1e-6
+    at_border = np.mean((states < 0.5) | (states > env.config.size - 1.5), axis=0).max()
+    sticky = RandomWalkPolicy(momentum=0.95, noise=0.2, bounce=False).rollout(env, 200, np.random.default_rng(0))[2]
+    assert at_border < np.mean((sticky < 0.5) | (sticky > env.config.size - 1.5), axis=0).max()
+    again = RandomWalkPolicy(momentum=0.95, noise=0.2).rollout(env, 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[1], actions)

@@ -419,3 +419,16 @@ def test_unknown_pos_encoding_raises() -> None:
         tiny_encoder(pos_encoding="alibi")
     with pytest.raises(ValueError, match="pos_encoding 'alibi'"):
         MaskedPredictor(48, (2, 4, 4), 32, 1, 2, pos_encoding="alibi")
+
+
+def test_single_token_attention_fast_path_matches_full_attention() -> None:
+    import torch.nn.functional as F
+
+    from jepa.models.blocks import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(16, 2)
+    x = torch.randn(3, 1, 16)
+    q, k, v = attn.qkv(x).reshape(3, 1, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
+    ref = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(3, 1, 16))
+    torch.testing.assert_close(attn(x), ref)

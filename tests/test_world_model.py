@@ -121,13 +121,14 @@ def test_world_model_fits_and_its_checkpoint_round_trips(trajectories: Path, tmp
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=2, default_root_dir=str(tmp_path))
     trainer.fit(wm, dm)
-    assert wm.hparams.action_dim == 4 and wm.hparams.frameskip == 2
+    assert wm.hparams.action_dim == 4 and wm.frameskip == 2
     mean, std = dm.action_stats()
     np.testing.assert_allclose(wm.action_std.numpy(), std, rtol=1e-5)
     ckpt = tmp_path / "wm.ckpt"
     trainer.save_checkpoint(ckpt)
     again = load_world_model(str(ckpt))
     torch.testing.assert_close(again.action_std, wm.action_std)
+    assert again.frameskip == 2
     obs = np.zeros((2, 64, 64, 3), np.uint8)
     wm.eval()
     z0 = wm.encode(obs)

@@ -11,7 +11,9 @@
 
 The policy: ``v_t = momentum * v_{t-1} + noise * max_norm * eps_t`` (eps ~ N(0, I)), action
 ``a_t = v_t`` capped to the environment's action bounds. High momentum gives long, smooth
-sweeps that cross the arena (and its door); noise sets how often the heading changes.
+sweeps that cross the arena (and its door); noise sets how often the heading changes. With
+``bounce`` (default) the velocity reverses along an axis the agent was blocked on (a wall or the
+border), so episodes do not spend their steps pressed against a wall.
 Deterministic for a seed: episode i depends only on (seed, i), whatever the worker count.
 """
 
@@ -51,6 +53,7 @@ class RandomWalkPolicy:
 
     momentum: float = 0.9
     noise: float = 0.4  # std of the per-step kick, as a fraction of the largest action
+    bounce: bool = True  # reverse the velocity along an axis the agent could not move along
 
     def rollout(self, env: Any, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``[steps+1, H, W, 3]``, actions ``[steps, A]`` and states ``[steps+1, S]``."""
@@ -65,10 +68,15 @@ class RandomWalkPolicy:
             v = np.clip(v, low, high)
             if hasattr(env, "config") and hasattr(env.config, "max_action_norm"):
                 v = clip_actions(v, env.config.max_action_norm)
+            before = np.asarray(info["state"], np.float64)
             obs, _, _, _, info = env.step(v)
             frames.append(obs)
             actions.append(v.astype(np.float32))
             states.append(np.asarray(info["state"], np.float32))
+            if self.bounce and before.shape == v.shape:
+                moved = np.asarray(info["state"], np.float64) - before
+                stuck = (np.abs(v) > 0.1 * scale) & (np.abs(moved) < 0.5 * np.abs(v))
+                v = np.where(stuck, -v, v)
         return np.stack(frames), np.stack(actions), np.stack(states)
 
 

@@ -68,12 +68,18 @@ class ActionConditionedPredictor(nn.Module):
         self.blocks = BlockStack(embed_dim, depth, num_heads, mlp_ratio)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.out = nn.Linear(embed_dim, latent_dim)
+        self._cache: dict[tuple[int, str], tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]] = {}
         self.apply(init_weights)
         if residual:  # start as the identity map: z_{t+1} = z_t
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def _rope(self, frames: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tables(self, frames: int, device: torch.device) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+        """(block-causal mask or None when it allows everything, rotary tables), cached per size."""
+        key = (frames, str(device))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         h, w = self.grid
         t = torch.arange(frames, device=device, dtype=torch.float32)
         rr, cc = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
@@ -81,21 +87,35 @@ class ActionConditionedPredictor(nn.Module):
             [t.repeat_interleave(h * w), rr.flatten().float().repeat(frames), cc.flatten().float().repeat(frames)], dim=-1
         )
         cos, sin = rope_3d(coords, self.head_dim)
-        return cos[None], sin[None]
+        mask: torch.Tensor | None = block_causal_mask(frames, h * w, self.window, device)
+        if bool(mask.all()):
+            mask = None
+        out = (mask, (cos[None], sin[None]))
+        self._cache[key] = out
+        return out
 
-    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``z [B, T, P, D]``, ``actions [B, T, A]`` -> predictions of frames 1..T ``[B, T, P, D]``."""
+    def embed_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Action embeddings ``[B, T, A]`` -> ``[B, T, E]`` (computed once per rollout)."""
+        return self.action_in(actions)
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor, action_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """``z [B, T, P, D]``, ``actions [B, T, A]`` -> predictions of frames 1..T ``[B, T, P, D]``.
+
+        ``action_emb`` (from ``embed_actions``) skips embedding the actions again.
+        """
         if z.ndim != 4:
             raise ValueError(f"latents must be [B, T, P, D], got shape {tuple(z.shape)}")
         b, t, p, d = z.shape
         if p != self.tokens_per_frame or d != self.latent_dim:
             raise ValueError(f"latents have {p} tokens of width {d}; the predictor expects {self.tokens_per_frame} of {self.latent_dim}")
-        if actions.shape != (b, t, self.action_dim):
-            raise ValueError(f"actions must be [B, T, A] = {(b, t, self.action_dim)}, got {tuple(actions.shape)}")
-        x = self.latent_in(z) + self.action_in(actions)[:, :, None, :]
+        if action_emb is None:
+            if actions.shape != (b, t, self.action_dim):
+                raise ValueError(f"actions must be [B, T, A] = {(b, t, self.action_dim)}, got {tuple(actions.shape)}")
+            action_emb = self.action_in(actions)
+        x = self.latent_in(z) + action_emb[:, :, None, :]
         x = x.reshape(b, t * p, -1)
-        mask = block_causal_mask(t, p, self.window, z.device)
-        x, _ = self.blocks(x, attn_mask=mask, rope=self._rope(t, z.device))
+        mask, rope = self._tables(t, z.device)
+        x, _ = self.blocks(x, attn_mask=mask, rope=rope)
         out = self.out(self.norm(x)).reshape(b, t, p, d)
         return z + out if self.residual else out
 
@@ -122,14 +142,17 @@ class ActionConditionedPredictor(nn.Module):
             acts = torch.cat([context_actions, actions], dim=1)
         else:
             acts = actions
+        if acts.shape[-1] != self.action_dim:
+            raise ValueError(f"actions have width {acts.shape[-1]}; the predictor expects {self.action_dim}")
+        emb = self.action_in(acts)  # [B, T0 + H - 1, E], once
         frames = list(z.unbind(1))
         w = self.window or (t0 + horizon)
         outs = []
         for h in range(horizon):
             n = t0 + h  # frames known so far; the next action is acts[:, n - 1]
             lo = max(0, n - w)
-            ctx = torch.stack(frames[lo:n], dim=1)
-            nxt = self.forward(ctx, acts[:, lo:n])[:, -1]
+            ctx = frames[n - 1][:, None] if n - lo == 1 else torch.stack(frames[lo:n], dim=1)
+            nxt = self.forward(ctx, acts[:, lo:n], emb[:, lo:n])[:, -1]
             frames.append(nxt)
             outs.append(nxt)
         return torch.stack(outs, dim=1)

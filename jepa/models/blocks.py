@@ -44,6 +44,9 @@ class Attention(nn.Module):
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rope: Rope | None = None
     ) -> torch.Tensor:
         b, n, c = x.shape
+        if n == 1 and attn_mask is None:  # one token attends only to itself: softmax = 1, out = v
+            v = F.linear(x, self.qkv.weight[2 * c :], None if self.qkv.bias is None else self.qkv.bias[2 * c :])
+            return self.proj(v)
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, d]
         if rope is not None:

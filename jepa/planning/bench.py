@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,10 @@ from jepa.planning.mpc import LatentCost
 from jepa.planning.samplers import MPPI
 
 REFERENCE_SECONDS = 17.0  # EB-JEPA planner, horizon 90 / 200 samples / 20 iterations, 2-core CPU
-RECIPE_MODEL: dict[str, Any] = dict(
-    latent_dim=32, conv_widths=(32, 64, 64), predictor_embed_dim=64, predictor_depth=2, predictor_num_heads=2,
-    predictor_window=1, action_dim=10, frameskip=5,
-)
-REFERENCE_SIZED_MODEL: dict[str, Any] = dict(
-    latent_dim=256, conv_widths=(32, 64, 128), predictor_embed_dim=256, predictor_depth=2, predictor_num_heads=4,
-    predictor_window=1, action_dim=2, frameskip=1,
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "world_model" / "two_rooms.yaml"
+REFERENCE_SIZED_MODEL: dict[str, Any] = dict(  # ~2.2M parameters, most of them in the encoder
+    latent_dim=80, conv_widths=(64, 128, 256), predictor_embed_dim=128, predictor_depth=2, predictor_num_heads=4,
+    predictor_window=1, action_dim=2,
 )
 RECIPE_PLANNER: dict[str, Any] = dict(horizon=12, samples=256, iterations=6)
 REFERENCE_PLANNER: dict[str, Any] = dict(horizon=90, samples=200, iterations=20)
@@ -51,6 +49,17 @@ def time_replans(wm: Any, planner_kw: dict[str, Any], frameskip: int, replans: i
         if i > 0:  # the first one warms up allocators and kernels
             times.append(time.perf_counter() - t0)
     return times
+
+
+def recipe_model() -> tuple[dict[str, Any], int]:
+    """The Two Rooms recipe's model arguments and frameskip, read from its YAML."""
+    import yaml
+
+    cfg = yaml.safe_load(RECIPE.read_text())
+    kwargs = dict(cfg["model"]["init_args"])
+    skip = int(cfg["data"]["init_args"].get("frameskip", 1))
+    kwargs["action_dim"] = 2 * skip
+    return kwargs, skip
 
 
 def build(kwargs: dict[str, Any], device: str) -> Any:
@@ -74,8 +83,10 @@ def main(args: argparse.Namespace) -> int:
 
         wm = load_world_model(str(latest_checkpoint(args.world_model)), map_location=args.device)
     else:
-        wm = build(RECIPE_MODEL, args.device)
-    skip = int(wm.hparams.get("frameskip") or 1)
+        kwargs, skip = recipe_model()
+        wm = build(kwargs, args.device)
+        wm.frameskip_buf.fill_(skip)
+    skip = wm.frameskip
     t_rec = time_replans(wm, RECIPE_PLANNER, skip, args.replans, args.device)
     n_rec = sum(p.numel() for p in wm.parameters())
     rows.append((f"recipe settings (H={RECIPE_PLANNER['horizon']}, {RECIPE_PLANNER['samples']} samples, "
