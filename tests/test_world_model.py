@@ -139,3 +139,30 @@ def test_world_model_fits_and_its_checkpoint_round_trips(trajectories: Path, tmp
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.ckpt"):
         load_world_model(str(junk))
+
+
+@pytest.mark.parametrize("pos_encoding", ["sincos", "rope"])
+def test_frozen_pretrained_encoder_mode(tmp_path: Path, pos_encoding: str) -> None:
+    """V-JEPA 2-AC style: a jepa encoder file, frozen; only the predictor trains."""
+    from jepa.hub import save_encoder
+    from jepa.models.vit import VideoViT
+
+    torch.manual_seed(0)
+    vit = VideoViT.from_preset("vit_pico", patch_size=16, tubelet_size=2, input_size=(4, 64, 64), pos_encoding=pos_encoding)
+    path = save_encoder(vit, tmp_path / "enc.pt")
+    wm = ActionConditionedWorldModel(encoder_checkpoint=str(path), action_dim=2, predictor_embed_dim=32,
+                                     predictor_depth=1, predictor_num_heads=2, rollout_steps=2)
+    assert wm.encoder.grid == (4, 4) and wm.encoder.latent_dim == vit.embed_dim
+    assert not any(p.requires_grad for p in wm.encoder.parameters())
+    batch = {"video": torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8), "actions": torch.randn(2, 2, 2)}
+    wm.train()
+    assert not wm.encoder.training  # stays in eval mode
+    loss, terms, z = wm.compute_loss(batch)
+    assert z.shape == (2, 3, 16, vit.embed_dim) and "var_loss" not in terms
+    loss.backward()
+    assert all(p.grad is None for p in wm.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in wm.predictor.parameters())
+    # The frozen encoder's latents are the loaded encoder's tokens for the frame repeated per tubelet.
+    frame = batch["video"][:1, 0]
+    ref = vit.eval().forward_features(wm.normalise_frames(frame)[:, :, None].expand(-1, -1, 2, -1, -1))
+    torch.testing.assert_close(wm.encode(frame.numpy()), ref)

@@ -26,8 +26,8 @@ from jepa.planning.samplers import MPPI
 
 REFERENCE_SECONDS = 17.0  # EB-JEPA planner, horizon 90 / 200 samples / 20 iterations, 2-core CPU
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "world_model" / "two_rooms.yaml"
-REFERENCE_SIZED_MODEL: dict[str, Any] = dict(  # ~2.2M parameters, most of them in the encoder
-    latent_dim=80, conv_widths=(64, 128, 256), predictor_embed_dim=128, predictor_depth=2, predictor_num_heads=4,
+REFERENCE_SIZED_MODEL: dict[str, Any] = dict(  # ~2.2M parameters, most in the encoder, as EB-JEPA's
+    latent_dim=112, conv_widths=(64, 128, 256), predictor_embed_dim=64, predictor_depth=2, predictor_num_heads=2,
     predictor_window=1, action_dim=2,
 )
 RECIPE_PLANNER: dict[str, Any] = dict(horizon=12, samples=256, iterations=6)
