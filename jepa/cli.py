@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--frameskip", type=int, default=None, help="env steps per planner step (default: the world model's)")
     pl.add_argument("--max-steps", type=int, default=200)
     pl.add_argument("--distance", default="l2", choices=["l2", "l1"])
-    pl.add_argument("--reduce", default="final", choices=["final", "sum"])
+    pl.add_argument("--reduce", default="sum", choices=["final", "sum"], help="energy over the horizon: summed (default) or final step")
     pl.add_argument("--agents", nargs="+", default=["world_model", "perfect_model", "random"],
                     choices=["world_model", "perfect_model", "random"])
     pl.add_argument("--gif-episodes", type=int, default=4)

@@ -42,7 +42,7 @@ class PlanConfig:
     frameskip: int = 5  # environment steps per planner step (the world model's frameskip)
     max_steps: int = 200
     distance: str = "l2"
-    reduce: str = "final"
+    reduce: str = "sum"
     temperature: float = 0.1
     elites: int = 32
     init_std: float | None = None
