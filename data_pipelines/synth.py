@@ -233,6 +233,21 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[dict[str, object]]) -
         writer.writerows(rows)
 
 
+def write_split_manifests(
+    out: Path, rows: Sequence[dict[str, object]], seed: int, val_fraction: float
+) -> Path:
+    """Write ``out/manifest.csv`` (all rows) and a seeded ``train.csv`` / ``val.csv`` split of it
+    (no split when ``val_fraction`` leaves either side empty). Returns the manifest's path."""
+    write_manifest(out / "manifest.csv", rows)
+    order = np.random.default_rng([seed, 1 << 30]).permutation(len(rows))
+    n_val = int(round(len(rows) * val_fraction))
+    if 0 < n_val < len(rows):
+        val_ids = set(order[:n_val].tolist())
+        write_manifest(out / "train.csv", [r for i, r in enumerate(rows) if i not in val_ids])
+        write_manifest(out / "val.csv", [r for i, r in enumerate(rows) if i in val_ids])
+    return out / "manifest.csv"
+
+
 def make_moving_shapes(
     out: str | os.PathLike,
     videos: int = 2000,
@@ -258,11 +273,4 @@ def make_moving_shapes(
             rows = list(pool.map(_make_one, jobs, chunksize=16))
     else:
         rows = [_make_one(j) for j in jobs]
-    write_manifest(out / "manifest.csv", rows)
-    order = np.random.default_rng([seed, 1 << 30]).permutation(videos)
-    n_val = int(round(videos * val_fraction))
-    if 0 < n_val < videos:
-        val_ids = set(order[:n_val].tolist())
-        write_manifest(out / "train.csv", [r for i, r in enumerate(rows) if i not in val_ids])
-        write_manifest(out / "val.csv", [r for i, r in enumerate(rows) if i in val_ids])
-    return out / "manifest.csv"
+    return write_split_manifests(out, rows, seed, val_fraction)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipelines.synth import write_manifest, write_video
+from data_pipelines.synth import write_split_manifests, write_video
 from jepa.envs.two_rooms import TwoRooms, clip_actions
 
 ENVS: dict[str, Callable[..., Any]] = {"two-rooms": TwoRooms.make}
@@ -121,11 +121,4 @@ def collect(
             rows = list(pool.map(_collect_one, jobs, chunksize=8))
     else:
         rows = [_collect_one(j) for j in jobs]
-    write_manifest(out / "manifest.csv", rows)
-    order = np.random.default_rng([seed, 1 << 30]).permutation(episodes)
-    n_val = int(round(episodes * val_fraction))
-    if 0 < n_val < episodes:
-        val_ids = set(order[:n_val].tolist())
-        write_manifest(out / "train.csv", [r for i, r in enumerate(rows) if i not in val_ids])
-        write_manifest(out / "val.csv", [r for i, r in enumerate(rows) if i in val_ids])
-    return out / "manifest.csv"
+    return write_split_manifests(out, rows, seed, val_fraction)
