@@ -55,9 +55,17 @@ class RandomWalkPolicy:
     noise: float = 0.4  # std of the per-step kick, as a fraction of the largest action
     bounce: bool = True  # reverse the velocity along an axis the agent could not move along
 
-    def rollout(self, env: Any, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Frames ``[steps+1, H, W, 3]``, actions ``[steps, A]`` and states ``[steps+1, S]``."""
-        obs, info = env.reset(seed=int(rng.integers(2**31)))
+    def rollout(
+        self, env: Any, steps: int, rng: np.random.Generator, reset: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames ``[steps+1, H, W, 3]``, actions ``[steps, A]`` and states ``[steps+1, S]``.
+
+        ``reset=False`` continues from the environment's current state instead of a fresh episode.
+        """
+        if reset:
+            obs, info = env.reset(seed=int(rng.integers(2**31)))
+        else:
+            obs, info = env.render(), env._info()
         high = np.asarray(env.action_high, dtype=np.float64)
         low = np.asarray(env.action_low, dtype=np.float64)
         scale = float(np.max(np.abs(high)))
@@ -73,9 +81,12 @@ class RandomWalkPolicy:
             frames.append(obs)
             actions.append(v.astype(np.float32))
             states.append(np.asarray(info["state"], np.float32))
-            if self.bounce and before.shape == v.shape:
-                moved = np.asarray(info["state"], np.float64) - before
-                stuck = (np.abs(v) > 0.1 * scale) & (np.abs(moved) < 0.5 * np.abs(v))
+            if self.bounce:
+                if "blocked" in info:  # the environment says which axes were stopped
+                    stuck = np.asarray(info["blocked"], bool)
+                else:  # the agent's position leads the state: did it move about as far as asked?
+                    moved = np.asarray(info["state"], np.float64)[: len(v)] - before[: len(v)]
+                    stuck = (np.abs(v) > 0.1 * scale) & (np.abs(moved) < 0.5 * np.abs(v))
                 v = np.where(stuck, -v, v)
         return np.stack(frames), np.stack(actions), np.stack(states)
 

@@ -54,7 +54,10 @@ def episode_starts(env: Any, episodes: int, seed: int) -> list[dict[str, Any]]:
     for i in range(episodes):
         env.reset(seed=seed * 100_003 + i)
         env.sample_goal(other_room=True if i % 2 == 0 else None)
-        out.append({"state": env.state.copy(), "goal": env.goal.copy(), "layout": dict(vars(env.layout))})
+        spec = {"state": env.state.copy(), "goal": env.goal.copy()}
+        if getattr(env, "layout", None) is not None:
+            spec["layout"] = dict(vars(env.layout))
+        out.append(spec)
     return out
 
 
@@ -111,10 +114,13 @@ def evaluate(
     for agent in agents:
         if agent == "world_model" and world_model is None:
             continue
+        if agent == "perfect_model" and not hasattr(env, "dynamics"):
+            print(f"note: {env_name} has no batched true dynamics; the perfect-model check is skipped")
+            continue
         t0 = time.perf_counter()
         results = []
         for i, st in enumerate(starts):
-            env.reset(options={"state": st["state"], "goal": st["goal"], "layout": st["layout"]})
+            env.reset(options=st)
             keep = agent == "world_model" and i < gif_episodes
             if agent == "random":
                 res = run_episode(env, act=random_policy(env, seed * 7919 + i), max_steps=cfg.max_steps, keep_frames=keep)
@@ -140,6 +146,7 @@ def evaluate(
     report: dict[str, Any] = {
         "env": env_name, "episodes": episodes, "seed": seed, "max_steps": cfg.max_steps,
         "success_radius": getattr(getattr(env, "config", None), "success_radius", None),
+        "success": _success_rule(env),
         "planner": vars(cfg).copy(),
     }
     for agent, results in all_results.items():
@@ -148,6 +155,16 @@ def evaluate(
         for k in ("success_rate", "mean_steps_to_success", "replan_seconds_median", "replan_seconds_p95"):
             report[k] = report["world_model"][k]
     return report, all_results
+
+
+def _success_rule(env: Any) -> str:
+    c = getattr(env, "config", None)
+    if hasattr(c, "success_radius"):
+        return f"agent within {c.success_radius} px of the goal"
+    if hasattr(c, "position_tolerance"):
+        return (f"DINO-WM: ||(agent, block) xy - goal|| < {c.position_tolerance:g} and block angle within "
+                f"{c.angle_tolerance:.4f} rad")
+    return "environment-defined"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -166,7 +183,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _goal_marker(frame: np.ndarray, goal: np.ndarray, env: Any) -> np.ndarray:
-    """Draw a green ring at the goal on a copy of ``frame``."""
+    """Two Rooms: a green ring at the goal on a copy of ``frame``; otherwise the goal image beside it."""
+    if not hasattr(env.config, "success_radius"):
+        return np.concatenate([frame, np.full_like(frame[:, :2], 255), env.render_state(goal)], axis=1)
     out = frame.copy()
     s = env.config.obs_size / env.config.size
     yy, xx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
@@ -194,7 +213,8 @@ def write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, li
         frames = []
         for r in shown:
             for f in r.frames:
-                frames.append(Image.fromarray(_goal_marker(f, r.goal, env)).resize((192, 192), Image.NEAREST))
+                img = Image.fromarray(_goal_marker(f, r.goal, env))
+                frames.append(img.resize((192 * img.width // img.height, 192), Image.NEAREST))
             frames += [frames[-1]] * 5  # pause at the end of each episode
         paths["gif"] = out / "plan.gif"
         frames[0].save(paths["gif"], save_all=True, append_images=frames[1:], duration=60, loop=0)
@@ -206,19 +226,23 @@ def write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, li
 
         fig, ax = plt.subplots(figsize=(5, 5))
         env.reset(seed=0)
-        lay, size = env.layout, env.config.size
-        ax.add_patch(plt.Rectangle((lay.wall_lo, -0.5), lay.wall_width, lay.door_lo + 0.5, color="0.6"))
-        ax.add_patch(plt.Rectangle((lay.wall_lo, lay.door_hi), lay.wall_width, size - 0.5 - lay.door_hi, color="0.6"))
+        rate = report["world_model"]["success_rate"]
+        if getattr(env, "layout", None) is not None:  # Two Rooms: the agent's paths over the arena
+            lay, size = env.layout, env.config.size
+            ax.add_patch(plt.Rectangle((lay.wall_lo, -0.5), lay.wall_width, lay.door_lo + 0.5, color="0.6"))
+            ax.add_patch(plt.Rectangle((lay.wall_lo, lay.door_hi), lay.wall_width, size - 0.5 - lay.door_hi, color="0.6"))
+            xy, lim, what = slice(0, 2), (-0.5, size - 0.5), "agent"
+        else:  # Push-T: the block's paths over the table
+            xy, lim, what = slice(2, 4), (0.0, 512.0), "block"
         for r in wm:
             c = "tab:green" if r.success else "tab:red"
-            ax.plot(r.states[:, 0], r.states[:, 1], color=c, lw=0.8, alpha=0.8)
-            ax.plot(*r.states[0], "o", color=c, ms=3)
-            ax.plot(*r.goal, "*", color="k", ms=5)
-        ax.set_xlim(-0.5, size - 0.5)
-        ax.set_ylim(size - 0.5, -0.5)
+            ax.plot(r.states[:, xy][:, 0], r.states[:, xy][:, 1], color=c, lw=0.8, alpha=0.8)
+            ax.plot(*r.states[0, xy], "o", color=c, ms=3)
+            ax.plot(*r.goal[xy], "*", color="k", ms=5)
+        ax.set_xlim(*lim)
+        ax.set_ylim(lim[1], lim[0])
         ax.set_aspect("equal")
-        rate = report["world_model"]["success_rate"]
-        ax.set_title(f"world-model MPC: {100 * rate:.0f}% success (green), start o, goal *")
+        ax.set_title(f"world-model MPC ({what}): {100 * rate:.0f}% success (green), start o, goal *", fontsize=9)
         fig.tight_layout()
         paths["png"] = out / "trajectories.png"
         fig.savefig(paths["png"], dpi=120)

@@ -119,8 +119,9 @@ def run_episode(
     obs = env.render()
     info = env._info()
     states, frames, replans = [info["state"].copy()], [obs] if keep_frames else [], []
-    start_room = int(info["room"])
-    goal_room = int(env.layout.room(env.goal))
+    start_room = int(info.get("room", 0))
+    layout = getattr(env, "layout", None)
+    goal_room = int(layout.room(env.goal)) if layout is not None else start_room
     warm: torch.Tensor | None = None
     steps, success = 0, bool(info.get("success", False))
     while steps < max_steps and not success:

@@ -1,0 +1,264 @@
+"""Push-T (``gym-pusht``) behind the same interface as :class:`jepa.envs.TwoRooms`.
+
+Needs the optional extra: ``pip install 'jepa[envs]'`` (gym-pusht, pymunk, pygame). The physics
+and drawing are gym-pusht's own (a kinematic disc pushing a T-shaped block on a 512 x 512 table,
+PD-controlled toward a target point); this wrapper adds what world-model training and planning
+need:
+
+* **Relative actions.** An action ``(dx, dy)`` in ``[-max_action, max_action]^2`` moves the PD
+  target to the agent's position plus ``(dx, dy)`` (clamped to the table), so actions mean the
+  same thing everywhere on the table (DINO-WM uses relative actions too). At steady state the
+  agent covers about 0.4 of the displacement per step.
+* **State** ``[agent_x, agent_y, block_x, block_y, block_angle]`` (angle wrapped to
+  ``[0, 2 pi)``), reported in ``info["state"]`` and accepted by ``reset(options={"state": ...})``.
+* **Starts near the block** (``start_radius``): the agent starts within reach of the T, so a
+  random walk pushes it often and collected data shows contact.
+* **Goals** are states, drawn from the evaluation seed by ``sample_goal``: a random walk of
+  ``goal_steps`` steps from the current state that moves the block and does not already satisfy
+  the success test (so no episode is solved at step 0). ``render_goal`` draws it.
+* **Success** follows DINO-WM's Push-T criterion: the distance between the agent + block
+  positions of state and goal (a 4-vector) is below ``position_tolerance`` (20 table units) and
+  the block's angle differs by less than ``angle_tolerance`` (pi / 9), the angle difference taken
+  on the circle. See :func:`pusht_success`.
+
+gym-pusht always draws its fixed green target T; it is part of the scene and the same in every
+frame, so it carries no information about our goals (which are images of goal states).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+TABLE = 512.0
+
+
+@dataclass(frozen=True)
+class PushTConfig:
+    obs_size: int = 64
+    max_action: float = 40.0  # largest PD-target displacement per step, table units
+    start_radius: tuple[float, float] = (60.0, 140.0)  # agent's start distance from the block
+    position_tolerance: float = 20.0  # DINO-WM: ||(agent, block) xy - goal|| < 20
+    angle_tolerance: float = math.pi / 9  # DINO-WM: block angle within 20 degrees
+    goal_steps: int = 25  # random-walk steps from the start to an evaluation goal
+    min_block_motion: float = 10.0  # a goal's block must be this far (units, or 0.1 rad) from the start's
+    max_steps: int = 200
+
+    def __post_init__(self) -> None:
+        if self.obs_size < 8:
+            raise ValueError(f"PushTConfig: obs_size must be >= 8, got {self.obs_size}")
+        if self.max_action <= 0:
+            raise ValueError(f"PushTConfig: max_action must be > 0, got {self.max_action}")
+        lo, hi = self.start_radius
+        if not 0 <= lo <= hi:
+            raise ValueError(f"PushTConfig: start_radius must be (lo, hi) with 0 <= lo <= hi, got {self.start_radius}")
+
+
+def angle_difference(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    """Absolute difference of two angles on the circle, in ``[0, pi]``."""
+    d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)) % (2 * math.pi)
+    return np.minimum(d, 2 * math.pi - d)
+
+
+def pusht_success(state: np.ndarray, goal: np.ndarray, position_tolerance: float = 20.0,
+                  angle_tolerance: float = math.pi / 9) -> np.ndarray:
+    """DINO-WM's Push-T success test, batched over leading axes of ``[..., 5]`` states."""
+    state, goal = np.asarray(state, np.float64), np.asarray(goal, np.float64)
+    pos = np.linalg.norm(state[..., :4] - goal[..., :4], axis=-1)
+    return (pos < position_tolerance) & (angle_difference(state[..., 4], goal[..., 4]) < angle_tolerance)
+
+
+def _import_env() -> Any:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from gym_pusht.envs.pusht import PushTEnv
+    except ImportError as e:
+        raise ImportError(
+            "the pusht environment needs gym-pusht: pip install 'jepa[envs]' (or pip install gym-pusht)"
+        ) from e
+    return PushTEnv
+
+
+@dataclass
+class PushT:
+    """Gymnasium-style Push-T with relative actions, state goals and DINO-WM success; see the module doc."""
+
+    config: PushTConfig = field(default_factory=PushTConfig)
+
+    def __post_init__(self) -> None:
+        cls = _import_env()
+        c = self.config
+        self.env = cls(obs_type="state", render_mode="rgb_array", observation_width=c.obs_size,
+                       observation_height=c.obs_size)
+        self.env.reset(seed=0)
+        self.rng = np.random.default_rng()
+        self.layout = None  # no rooms: the evaluation treats every episode as one "room"
+        self.goal: np.ndarray | None = None
+        self.steps = 0
+
+    @classmethod
+    def make(cls, **overrides: Any) -> PushT:
+        return cls(replace(PushTConfig(), **overrides))
+
+    # -- spaces ------------------------------------------------------------------------------
+    @property
+    def action_dim(self) -> int:
+        return 2
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return np.full(2, -self.config.max_action)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.full(2, self.config.max_action)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state(self) -> np.ndarray:
+        e = self.env
+        return np.array([*e.agent.position, *e.block.position, e.block.angle % (2 * math.pi)], dtype=np.float64)
+
+    def _set_state(self, state: np.ndarray) -> None:
+        state = np.asarray(state, np.float64)
+        if state.shape != (5,) or not np.all(np.isfinite(state)):
+            raise ValueError(f"PushT: a state is [agent_x, agent_y, block_x, block_y, block_angle], got {state}")
+        # A fresh physics space: teleporting bodies in a live one leaves stale contacts behind. The
+        # angle goes first: pymunk rotates about the centre of gravity, which would move a position
+        # set before it (gym-pusht's own reset keeps that legacy order; we want state round trips).
+        e = self.env
+        e._setup()
+        e.agent.position = (float(state[0]), float(state[1]))
+        e.block.angle = float(state[4])
+        e.block.position = (float(state[2]), float(state[3]))
+        e.space.step(e.dt)
+
+    def sample_start(self) -> np.ndarray:
+        """Block uniform on the table (gym-pusht's range), agent at ``start_radius`` from it, not touching it."""
+        from gym_pusht.envs.pusht import pymunk_to_shapely
+        from shapely.geometry import Point
+
+        lo, hi = self.config.start_radius
+        for _ in range(1000):
+            block = np.array([*self.rng.uniform(100, 400, size=2), self.rng.uniform(0, 2 * math.pi)])
+            r, phi = self.rng.uniform(lo, hi), self.rng.uniform(0, 2 * math.pi)
+            agent = np.clip(block[:2] + r * np.array([math.cos(phi), math.sin(phi)]), 30, TABLE - 30)
+            state = np.concatenate([agent, block])
+            self._set_state(state)
+            geom = pymunk_to_shapely(self.env.block, self.env.block.shapes)
+            if geom.distance(Point(*agent)) > 20:  # agent radius 15 plus a margin
+                return self.state
+        raise RuntimeError("PushT: could not place the agent off the block")
+
+    def sample_goal(self, other_room: bool | None = None, tries: int = 100) -> np.ndarray:
+        """A goal state ``goal_steps`` random-walk steps from the current state that moves the block.
+
+        ``other_room`` is accepted for interface parity with Two Rooms and ignored. The walk uses
+        this environment's RNG (seeded by ``reset(seed)``), so goals come from the evaluation seed.
+        """
+        from jepa.envs.collect import RandomWalkPolicy
+
+        start, c = self.state, self.config
+        best, best_motion = start, -1.0
+        for _ in range(tries):
+            self._set_state(start)
+            self.goal = None
+            RandomWalkPolicy().rollout(self, c.goal_steps, self.rng, reset=False)
+            end = self.state
+            motion = max(float(np.linalg.norm(end[2:4] - start[2:4])),
+                         float(angle_difference(end[4], start[4])) * c.min_block_motion / 0.1)
+            solved = bool(pusht_success(start, end, c.position_tolerance, c.angle_tolerance))
+            if not solved and motion > best_motion:
+                best, best_motion = end, motion
+            if not solved and motion >= c.min_block_motion:
+                break
+        self._set_state(start)
+        self.goal = best
+        return self.goal
+
+    # -- episode -----------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        options = options or {}
+        if "state" in options:
+            self._set_state(options["state"])
+        else:
+            self.sample_start()
+        self.goal = np.asarray(options["goal"], dtype=np.float64) if options.get("goal") is not None else None
+        self.steps = 0
+        return self.render(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,):
+            raise ValueError(f"PushT.step: action must have shape (2,), got {action.shape}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"PushT.step: action must be finite, got {action}")
+        action = np.clip(action, self.action_low, self.action_high)
+        agent = np.asarray(self.env.agent.position, np.float64)
+        target = agent + action
+        clamped = np.clip(target, 0.0, TABLE)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.env.step(clamped)
+        self.steps += 1
+        info = self._info()
+        # Axes on which the table edge stopped the target: a random walk reverses along them.
+        info["blocked"] = np.abs(clamped - target) > 1e-9
+        success = bool(info.get("success", False))
+        truncated = self.steps >= self.config.max_steps
+        return self.render(), float(success), success, truncated, info
+
+    def render(self) -> np.ndarray:
+        return np.ascontiguousarray(self.env._render(visualize=False))
+
+    def render_state(self, state: np.ndarray) -> np.ndarray:
+        """The observation of ``state`` (the current state is restored afterwards)."""
+        keep = self.state
+        self._set_state(state)
+        frame = self.render()
+        self._set_state(keep)
+        return frame
+
+    def render_goal(self) -> np.ndarray:
+        if self.goal is None:
+            raise ValueError("PushT.render_goal: no goal set (reset with options={'goal': ...} or call sample_goal)")
+        return self.render_state(self.goal)
+
+    def is_success(self, state: np.ndarray | None = None) -> bool:
+        if self.goal is None:
+            return False
+        s = self.state if state is None else np.asarray(state)
+        c = self.config
+        return bool(pusht_success(s, self.goal, c.position_tolerance, c.angle_tolerance))
+
+    def distance_to_goal(self, state: np.ndarray | None = None) -> float:
+        if self.goal is None:
+            raise ValueError("PushT: no goal set")
+        s = self.state if state is None else np.asarray(state)
+        return float(np.linalg.norm(s[:4] - self.goal[:4]))
+
+    def _info(self) -> dict[str, Any]:
+        state = self.state
+        info: dict[str, Any] = {"state": state, "room": 0, "steps": self.steps}
+        if self.goal is not None:
+            info["goal"] = self.goal.copy()
+            info["distance"] = self.distance_to_goal(state)
+            info["angle_difference"] = float(angle_difference(state[4], self.goal[4]))
+            info["success"] = self.is_success(state)
+        return info
+
+
+def _register() -> None:
+    from jepa.envs.collect import register_env
+
+    register_env("pusht", PushT.make)
+
+
+_register()

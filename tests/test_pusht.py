@@ -1,0 +1,120 @@
+"""Push-T through gym-pusht: DINO-WM success criterion, relative actions, starts, goals, data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jepa.envs.pusht import angle_difference, pusht_success
+
+pytest.importorskip("gym_pusht", reason="the [envs] extra (gym-pusht) is not installed")
+
+from jepa.envs.collect import RandomWalkPolicy, collect, make_env  # noqa: E402
+from jepa.envs.pusht import PushT  # noqa: E402
+
+
+def reference_success(state: list[float], goal: list[float]) -> bool:
+    """DINO-WM's Push-T test, written out: 4-D (agent, block) xy distance < 20, angle < pi / 9 on the circle."""
+    pos = math.sqrt(sum((state[i] - goal[i]) ** 2 for i in range(4)))
+    d = abs(state[4] - goal[4]) % (2 * math.pi)
+    return pos < 20 and min(d, 2 * math.pi - d) < math.pi / 9
+
+
+def test_success_criterion_matches_the_reference() -> None:
+    goal = [200.0, 200.0, 300.0, 300.0, 0.05]
+    cases = [
+        [200.0, 200.0, 300.0, 300.0, 0.05],  # exact
+        [210.0, 210.0, 305.0, 300.0, 0.2],  # inside both tolerances
+        [214.0, 200.0, 314.0, 300.0, 0.05],  # 4-D distance 19.8: in, though each part is < 20
+        [215.0, 200.0, 315.0, 300.0, 0.05],  # 4-D distance 21.2: out
+        [200.0, 200.0, 300.0, 300.0, 0.05 + math.pi / 9 + 0.01],  # angle just out
+        [200.0, 200.0, 300.0, 300.0, 2 * math.pi - 0.2],  # wraps around: 0.25 rad apart -> in
+        [200.0, 200.0, 300.0, 300.0, math.pi],  # opposite
+        [200.0, 240.0, 300.0, 300.0, 0.05],  # agent far, block exact: out
+    ]
+    got = pusht_success(np.array(cases), np.array(goal))
+    want = [reference_success(c, goal) for c in cases]
+    assert got.tolist() == want
+    assert want == [True, True, True, False, False, True, False, False]
+    assert angle_difference(0.1, 2 * math.pi - 0.1) == pytest.approx(0.2)
+
+
+def test_relative_actions_are_capped_and_move_the_agent() -> None:
+    env = PushT.make(max_action=40.0)
+    start = np.array([150.0, 250.0, 400.0, 400.0, 0.0])
+    env.reset(options={"state": start})
+    for _ in range(8):
+        _, _, _, _, info = env.step(np.array([1000.0, 0.0]))  # capped to +40 in x
+    moved = info["state"][:2] - start[:2]
+    assert moved[0] > 40 and abs(moved[1]) < 1e-6  # moved right only
+    assert moved[0] < 8 * 40  # never more than the cap per step
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0.0]))
+
+
+def test_the_agent_pushes_the_block_and_the_edge_is_reported() -> None:
+    env = PushT.make()
+    # The T's bar spans x in [-60, 60] and y in [0, 30] around the block's position (angle 0):
+    # an agent below the bar moving up pushes it.
+    env.reset(options={"state": np.array([256.0, 200.0, 256.0, 300.0, 0.0])})
+    for _ in range(12):
+        _, _, _, _, info = env.step(np.array([0.0, 40.0]))
+    assert info["state"][3] > 300 + 5  # the block was pushed along +y
+    env.reset(options={"state": np.array([500.0, 256.0, 200.0, 200.0, 0.0])})
+    _, _, _, _, info = env.step(np.array([40.0, 0.0]))
+    assert info["blocked"].tolist() == [True, False]
+
+
+def test_starts_are_seeded_off_the_block_and_render() -> None:
+    env = PushT.make()
+    obs_a, info_a = env.reset(seed=3)
+    obs_b, info_b = env.reset(seed=3)
+    np.testing.assert_array_equal(info_a["state"], info_b["state"])
+    np.testing.assert_array_equal(obs_a, obs_b)
+    assert obs_a.shape == (64, 64, 3) and obs_a.dtype == np.uint8
+    d = np.linalg.norm(info_a["state"][:2] - info_a["state"][2:4])
+    assert 30 <= d <= 160
+    _, info_c = env.reset(seed=4)
+    assert not np.allclose(info_a["state"], info_c["state"])
+
+
+def test_goals_move_the_block_are_unsolved_and_render() -> None:
+    env = PushT.make()
+    for seed in range(4):
+        env.reset(seed=seed)
+        start = env.state
+        goal = env.sample_goal()
+        np.testing.assert_allclose(env.state, start, atol=1e-6)  # the walk does not move the episode's start
+        assert not pusht_success(start, goal)
+        info = env._info()
+        assert info["success"] is False and info["distance"] > 0
+        img = env.render_goal()
+        assert img.shape == (64, 64, 3) and not np.array_equal(img, env.render())
+    env.reset(options={"state": goal, "goal": goal})
+    assert env._info()["success"] is True
+
+
+def test_collect_pusht_writes_aligned_trajectories(tmp_path: Path) -> None:
+    from data_pipelines.trajectories import TrajectoryClipDataset
+
+    manifest = collect("pusht", tmp_path, episodes=3, steps=12, seed=0, workers=1, val_fraction=0.34)
+    z = np.load(tmp_path / "episodes" / "000000.npz")
+    assert z["actions"].shape == (12, 2) and z["states"].shape == (13, 5)
+    assert np.all(np.abs(z["actions"]) <= 40.0 + 1e-5)
+    ds = TrajectoryClipDataset(str(manifest), num_frames=4, frameskip=1)
+    sample = ds[0]
+    assert tuple(sample["actions"].shape) == (3, 2) and sample["video"].shape[0] == 4
+
+
+def test_random_walk_continues_without_reset() -> None:
+    env = make_env("pusht")
+    env.reset(seed=0)
+    start = env.state
+    frames, actions, states = RandomWalkPolicy().rollout(env, 5, np.random.default_rng(0), reset=False)
+    np.testing.assert_allclose(states[0], start, atol=1e-6)
+    assert frames.shape[0] == 6 and actions.shape == (5, 2)
