@@ -2,11 +2,12 @@
 
 For each of ``episodes`` episodes, start and goal are drawn from the *evaluation* seed (never
 from the training data); even-numbered episodes put the goal in the other room, odd ones
-anywhere, so at least half need the door. Three agents run from the same start toward the same
-goal:
+anywhere, so at least half need the door (Push-T: goals are the end of a random walk that moves
+the block; see ``jepa.envs.pusht``). Three agents run from the same start toward the same goal:
 
 * ``world_model``: the planner on the world model's latent energy (the method);
-* ``perfect_model``: the same planner on the environment's true dynamics and state distance;
+* ``perfect_model``: the same planner on the environment's true dynamics and state distance
+  (environments with a batched ``dynamics``; skipped with a note for the others);
 * ``random``: random actions (a random walk with momentum, the data-collection policy).
 
 Reported per agent: success rate, mean steps to success, median / p95 seconds per replan, and
