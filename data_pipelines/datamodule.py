@@ -3,9 +3,13 @@
 Decoding and clip sampling run in DataLoader workers; uint8 clips cross to the device
 (pinned, non-blocking on CUDA: 4x less traffic than float), and ``on_after_batch_transfer``
 applies the random-resized-crop/flip (training) or centre-crop (evaluation) transform there,
-turning ``batch["video"]`` into normalised float ``[B, 3, T, h, w]``. Distributed sampling is
-left to Lightning; the transform generator is seeded with ``seed + global_rank`` so ranks draw
-different augmentations, and its state is saved in checkpoints.
+turning ``batch["video"]`` into normalised float ``[B, 3, T, h, w]``.
+
+Training order comes from ``ResumableSampler`` (one epoch-seeded permutation dealt to the
+ranks, so the global batch is the same at any world size; clip starts seeded per
+(epoch, video)); the batches taken so far in the epoch, and the transform generator (seeded
+``seed + global_rank``, so ranks draw different augmentations) are saved in checkpoints, so a
+run resumed mid-epoch sees exactly the batches an uninterrupted run would have.
 
 Every ``__init__`` argument is a LightningCLI config key (``jepa fit --print_config`` lists them).
 """
@@ -20,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from data_pipelines.batching import SLOT_KEY
 from data_pipelines.dataset import VideoClipDataset, collate_clips
+from data_pipelines.resumable import TrainProgress
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import VideoSource, load_source
 from data_pipelines.transforms import (
@@ -54,10 +59,13 @@ class VideoDataModule(L.LightningDataModule):
         mean: normalisation mean (RGB, 0-1 scale).
         std: normalisation std.
         bad_files: "skip" (log, count, replace) or "strict" (raise on the first bad file).
+            Skipped files are logged as ``data/skipped_files`` by the training modules.
         short_videos: "skip" or "pad" for videos shorter than one clip.
         backend: decoding backend, "pyav" or "torchcodec".
         decode_threads: decoder threads per worker.
-        seed: seed of the device-side augmentation generator (offset by the global rank).
+        seed: seed of the training order, the clip starts, and (offset by the global rank) the
+            device-side augmentation generator.
+        shuffle: a new order of the training videos every epoch (False: manifest order).
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class VideoDataModule(L.LightningDataModule):
         backend: Literal["pyav", "torchcodec"] = "pyav",
         decode_threads: int = 1,
         seed: int = 0,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -97,6 +106,7 @@ class VideoDataModule(L.LightningDataModule):
         self._seeded = False
         self._prefetch = 4  # batches in flight per worker
         self._pending_slot: tuple[VideoClipDataset, dict[str, Any]] | None = None
+        self.progress = TrainProgress()
 
     def _dataset(self, source: str | VideoSource, clips: int, mode: str, vocab: Any = None) -> VideoClipDataset:
         hp = self.hparams
@@ -111,6 +121,7 @@ class VideoDataModule(L.LightningDataModule):
             backend=hp.backend,
             decode_threads=hp.decode_threads,
             vocab=vocab,
+            seed=hp.seed,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -132,10 +143,15 @@ class VideoDataModule(L.LightningDataModule):
         if hp.num_workers > 0:
             # Batch buffers the workers reuse once on_after_batch_transfer has consumed them.
             dataset.reuse_buffers(self._prefetch + 3)
+        sampler = None
+        if train:
+            sampler = self.progress.sampler(
+                len(dataset), self.trainer, hp.shuffle, hp.seed, hp.batch_size, drop_last=True, keyed=True
+            )
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=hp.num_workers,
             collate_fn=collate_clips,
@@ -159,8 +175,10 @@ class VideoDataModule(L.LightningDataModule):
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         """Runs on the host: take the buffer slot off the batch (the model never sees it)."""
+        training = self.trainer is not None and self.trainer.training
+        if training:
+            self.progress.step(self.trainer.current_epoch)
         if SLOT_KEY in batch:
-            training = self.trainer is not None and self.trainer.training
             dataset = self.train_set if training else self.val_set
             if dataset is not None:
                 self._pending_slot = (dataset, {SLOT_KEY: batch.pop(SLOT_KEY)})
@@ -193,8 +211,11 @@ class VideoDataModule(L.LightningDataModule):
         return sum(d.skip_count for d in (self.train_set, self.val_set) if d is not None)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"transform_rng": self.generator.get_state()}
+        return {"transform_rng": self.generator.get_state(), "train_progress": self.progress.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "transform_rng" in state_dict:
             self.generator.set_state(state_dict["transform_rng"])
+            self._seeded = True  # setup() must not reseed the restored generator
+        if "train_progress" in state_dict:
+            self.progress.load_state_dict(state_dict["train_progress"])

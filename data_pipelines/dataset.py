@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from data_pipelines.batching import SLOT_KEY, BufferRing, ClipBatch, collate_clips, empty_shared
 from data_pipelines.decode import ERROR_KINDS, DecodeError, open_video
+from data_pipelines.resumable import mix_seed
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import VideoSource, load_source
 
@@ -48,6 +49,9 @@ class VideoClipDataset(Dataset):
         decode_threads: decoder threads per worker.
         error_detect: raise on bitstream damage instead of concealing it.
         vocab: class lists for categorical manifest columns (see ``read_manifest``).
+        seed: with ``(index, epoch)`` keys (``ResumableSampler(keyed=True)``), random clip starts
+            are drawn from ``mix_seed(seed, epoch, index)``: the same on any worker, rank or
+            restart. Plain integer indices use the worker's global generator.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class VideoClipDataset(Dataset):
         decode_threads: int = 1,
         error_detect: bool = True,
         vocab: Mapping[str, Sequence[str]] | None = None,
+        seed: int = 0,
     ) -> None:
         if bad_files not in ("skip", "strict"):
             raise ValueError(f"bad_files must be 'skip' or 'strict', got {bad_files!r}")
@@ -70,6 +75,7 @@ class VideoClipDataset(Dataset):
         self.backend = backend
         self.decode_threads = decode_threads
         self.error_detect = error_detect
+        self.seed = seed
         self._ring: BufferRing | None = None
         # One byte per file, shared with DataLoader workers: 0 = fine, else an ERROR_KINDS index.
         self._status = mp.Array("b", len(self.source), lock=True)
@@ -109,7 +115,9 @@ class VideoClipDataset(Dataset):
         status = self._status.get_obj()
         return {self.source.paths[i]: ERROR_KINDS[s] for i, s in enumerate(status) if s}
 
-    def load_clips(self, index: int, out: torch.Tensor | None = None) -> dict[str, Any]:
+    def load_clips(
+        self, index: int, out: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, Any]:
         """Decode the clips of file ``index``; raises ``DecodeError`` on any problem.
 
         ``out``: a uint8 ``[K, T, H, W, 3]`` tensor to decode into when the file's frames have
@@ -123,7 +131,7 @@ class VideoClipDataset(Dataset):
             short_side=self.short_side,
             error_detect=self.error_detect,
         ) as reader:
-            indices = self.sampler(reader.num_frames, reader.fps, path=path)  # [K, T]
+            indices = self.sampler(reader.num_frames, reader.fps, generator=generator, path=path)  # [K, T]
             k, t = indices.shape
             shape = (k, t, reader.height, reader.width, 3)
             target = out if out is not None and tuple(out.shape) == shape else None
@@ -145,10 +153,10 @@ class VideoClipDataset(Dataset):
         if first:
             log.warning("skipping bad video %s (%s: %s)", err.path, err.kind, err.detail)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
         return self._get(index)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    def __getitems__(self, indices: Sequence[int | tuple[int, int]]) -> list[dict[str, Any]]:
         """A whole batch (the DataLoader calls this instead of ``__getitem__`` per index).
 
         Clips are decoded straight into one ``[B*K, T, H, W, 3]`` buffer, in shared memory when
@@ -195,14 +203,16 @@ class VideoClipDataset(Dataset):
         if self._ring is not None and SLOT_KEY in batch:
             self._ring.release(int(batch[SLOT_KEY]))
 
-    def _get(self, index: int, out: torch.Tensor | None = None) -> dict[str, Any]:
+    def _get(self, key: int | tuple[int, int], out: torch.Tensor | None = None) -> dict[str, Any]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple | list) else (int(key), None)
         n = len(self)
         for attempt in range(n):
             i = (index + attempt) % n
             if self._status[i]:
                 continue  # known bad: don't reopen it
+            gen = None if epoch is None else torch.Generator().manual_seed(mix_seed(self.seed, epoch, i))
             try:
-                return self.load_clips(i, out)
+                return self.load_clips(i, out, gen)
             except DecodeError as err:
                 if self.bad_files == "strict":
                     raise

@@ -7,11 +7,14 @@ Batches: ``video`` uint8 ``[B, T, H, W, 3]``, ``actions`` float32 ``[B, T-1, k*A
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from data_pipelines.resumable import TrainProgress
 from data_pipelines.trajectories import TrajectoryClipDataset
 
 
@@ -25,6 +28,9 @@ class TrajectoryDataModule(L.LightningDataModule):
     preload: decode every episode once into memory (fast for small frames).
     num_workers: DataLoader workers (0 is right with ``preload``).
     stride: step between clip starts within an episode.
+    seed: seed of the training order (``ResumableSampler``: epoch-seeded, sharded over ranks,
+        resumed mid-epoch from checkpoints).
+    shuffle: a new order every epoch (False: manifest order).
     """
 
     def __init__(
@@ -37,9 +43,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         preload: bool = True,
         num_workers: int = 0,
         stride: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.progress = TrainProgress()
         self.train_set: TrajectoryClipDataset | None = None
         self.val_set: TrajectoryClipDataset | None = None
 
@@ -68,11 +77,15 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TrajectoryClipDataset, train: bool) -> DataLoader:
         hp = self.hparams
+        drop_last = train and len(dataset) >= hp.batch_size
+        sampler = None
+        if train:  # epoch-seeded, rank-sharded, resumable mid-epoch (data_pipelines.resumable)
+            sampler = self.progress.sampler(len(dataset), self.trainer, hp.shuffle, hp.seed, hp.batch_size, drop_last, False)
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) >= hp.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -90,3 +103,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.val_set is None:
             raise ValueError("no validation data: set data.init_args.val to a trajectory manifest")
         return self._loader(self.val_set, train=False)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            self.progress.step(self.trainer.current_epoch)
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_progress": self.progress.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "train_progress" in state_dict:
+            self.progress.load_state_dict(state_dict["train_progress"])

@@ -25,7 +25,10 @@ LossKind = Literal["l1", "l2", "smooth_l1"]
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, kind: LossKind = "l1") -> torch.Tensor:
-    """Mean per-element distance between pred and target [B, N, D] over the valid tokens [B, N]."""
+    """Mean per-element distance between pred and target [B, N, D] over the valid tokens [B, N].
+
+    Under DDP the mean is over the valid tokens of the *global* batch (see the module notes).
+    """
     if kind == "l1":
         err = (pred - target).abs()
     elif kind == "l2":
@@ -36,13 +39,27 @@ def prediction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
         raise ValueError(f"unknown prediction loss {kind!r}; choose l1, l2 or smooth_l1")
     err = err.mean(-1)  # [B, N]
     if mask is None:
-        return err.mean()
+        return err.mean()  # every rank holds B x N: the mean of rank means is the global mean
     m = mask.to(err.dtype)
-    return (err * m).sum() / m.sum().clamp_min(1.0)
+    total = (err * m).sum()
+    count = m.sum().detach()
+    if not _distributed():
+        return total / count.clamp_min(1.0)
+    # Ranks hold different numbers of valid tokens: normalise by the global count, times the
+    # world size because DDP averages gradients (and sync_dist logging averages values) over
+    # ranks. The mean over ranks is then exactly the global token mean.
+    world = dist.get_world_size()
+    return total * world / _all_reduce_sum_nograd(count).clamp_min(1.0)
 
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum_nograd(x: torch.Tensor) -> torch.Tensor:
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
 
 
 def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,12 @@ reproducible across devices), the masks themselves are built on the training dev
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from data_pipelines.resumable import mix_seed
 
 
 @dataclass
@@ -111,11 +114,16 @@ class MultiBlockMaskSampler:
         return bt, bh, bw
 
     def target_mask(
-        self, batch: int, grid: tuple[int, int, int], gen: torch.Generator, device: torch.device | str = "cpu"
+        self,
+        batch: int,
+        grid: tuple[int, int, int],
+        gen: torch.Generator,
+        device: torch.device | str = "cpu",
+        size: tuple[int, int, int] | None = None,
     ) -> torch.Tensor:
-        """Boolean target masks [B, t*h*w] (True = predicted token)."""
+        """Boolean target masks [B, t*h*w] (True = predicted token); ``size`` fixes the block size."""
         t, h, w = grid
-        bt, bh, bw = self.block_size(grid, gen)
+        bt, bh, bw = size if size is not None else self.block_size(grid, gen)
         mask = torch.zeros(batch, t, h, w, dtype=torch.bool, device=device)
         todo = torch.arange(batch)
         for _ in range(100):
@@ -141,7 +149,24 @@ class MultiBlockMaskSampler:
     def __call__(
         self, batch: int, grid: tuple[int, int, int], gen: torch.Generator, device: torch.device | str = "cpu"
     ) -> MaskSet:
-        target = self.target_mask(batch, grid, gen, device)
-        ctx_ids, ctx_mask = mask_to_ids(~target)
-        tgt_ids, tgt_mask = mask_to_ids(target)
-        return MaskSet(ctx_ids, ctx_mask, tgt_ids, tgt_mask)
+        return mask_set(self.target_mask(batch, grid, gen, device))
+
+    def keyed(
+        self, keys: Sequence[int], grid: tuple[int, int, int], batch_seed: int, device: torch.device | str = "cpu"
+    ) -> MaskSet:
+        """Masks that are a function of each clip's key alone (and of ``batch_seed``, which draws
+        the batch's block size): the same clip gets the same mask however the global batch is
+        split over processes. One small generator per clip, so slower than ``__call__``."""
+        size = self.block_size(grid, torch.Generator().manual_seed(batch_seed))
+        rows = [
+            self.target_mask(1, grid, torch.Generator().manual_seed(mix_seed(batch_seed, k)), device, size)
+            for k in keys
+        ]
+        return mask_set(torch.cat(rows))
+
+
+def mask_set(target: torch.Tensor) -> MaskSet:
+    """Padded context / target index lists of boolean target masks [B, N]."""
+    ctx_ids, ctx_mask = mask_to_ids(~target)
+    tgt_ids, tgt_mask = mask_to_ids(target)
+    return MaskSet(ctx_ids, ctx_mask, tgt_ids, tgt_mask)

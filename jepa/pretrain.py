@@ -23,16 +23,17 @@ import time
 from dataclasses import asdict
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_pipelines.resumable import mix_seed
 from jepa.ema import TargetEncoder, momentum_at
 from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
 from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMaskSampler
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
 from jepa.models.vit import VideoViT, gather_tokens
+from jepa.nonfinite import NonFiniteGuard, NonFinitePolicy
 from jepa.schedules import WarmupCosineLRWD
 
 
@@ -57,7 +58,7 @@ def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
     ]
 
 
-class VideoJEPA(L.LightningModule):
+class VideoJEPA(NonFiniteGuard):
     """V-JEPA pretraining: context encoder + predictor + EMA (or stop-gradient) target encoder.
 
     Args:
@@ -99,6 +100,12 @@ class VideoJEPA(L.LightningModule):
         compile: ``torch.compile`` the transformer blocks (dynamic shapes).
         monitor_every: optimizer steps between collapse monitors (std, RankMe).
         seed: mask sampling seed (offset by the global rank).
+        mask_rng: "rank": one mask generator per rank, seeded ``seed + rank`` (fast);
+            "sample": each clip's masks are a function of (seed, step, clip) alone, so a run
+            draws the same masks for the same global batch on any number of processes.
+        nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
+            and counted (see ``jepa.nonfinite``).
+        max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
     """
 
     def __init__(
@@ -135,6 +142,9 @@ class VideoJEPA(L.LightningModule):
         compile: bool = False,
         monitor_every: int = 10,
         seed: int = 0,
+        mask_rng: Literal["rank", "sample"] = "rank",
+        nonfinite: NonFinitePolicy = "stop",
+        max_nonfinite_skips: int = 100,
     ) -> None:
         super().__init__()
         if masks is None:
@@ -218,18 +228,27 @@ class VideoJEPA(L.LightningModule):
             rows = self.expander(rows)
         return vicreg_terms(rows)
 
-    def sample_masks(self, batch: int, grid: tuple[int, int, int], device: torch.device) -> list[MaskSet]:
+    def sample_masks(
+        self, batch: int, grid: tuple[int, int, int], device: torch.device, keys: list[int] | None = None
+    ) -> list[MaskSet]:
+        """One MaskSet per mask spec; with ``keys`` (one int per clip) and ``mask_rng: sample``,
+        each clip's masks depend only on (seed, step, key)."""
+        if keys is not None and self.hparams.mask_rng == "sample":
+            return [
+                s.keyed(keys, grid, mix_seed(self.hparams.seed, self.global_step, i), device)
+                for i, s in enumerate(self.mask_samplers)
+            ]
         return [s(batch, grid, self.mask_generator, device) for s in self.mask_samplers]
 
     def compute_loss(
-        self, video: torch.Tensor, masks: list[MaskSet] | None = None
+        self, video: torch.Tensor, masks: list[MaskSet] | None = None, keys: list[int] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """Total loss, its terms, and the target tokens h [B, N, D] for the monitors."""
         hp = self.hparams
         assert self.encoder is not None and self.predictor is not None
         h = self._targets(video)
         x, grid = self.encoder.embed(video)  # [B, N, D]
-        masks = masks if masks is not None else self.sample_masks(video.shape[0], grid, video.device)
+        masks = masks if masks is not None else self.sample_masks(video.shape[0], grid, video.device, keys)
         zero = video.new_zeros((), dtype=torch.float32)
         pred_loss, var_loss, cov_loss = zero, zero, zero
         regularise = hp.var_weight > 0 or hp.cov_weight > 0
@@ -266,16 +285,16 @@ class VideoJEPA(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         video = batch["video"]
-        loss, terms, h = self.compute_loss(video)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.global_step}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items() if k.endswith("loss"))
-            )
+        loss, terms, h = self.compute_loss(video, keys=clip_keys(batch))
+        self.guard_loss(loss, terms)
         b = video.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        # Loss terms are averaged over ranks (the global-batch value); the mask statistics are
+        # diagnostics and stay per rank (no extra collective).
+        sync = self.trainer.world_size > 1
+        self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync)
         for k, v in terms.items():
-            self.log(("train/" if k.endswith("loss") else "mask/") + k, v, batch_size=b)
+            loss_term = k.endswith("loss")
+            self.log(("train/" if loss_term else "mask/") + k, v, batch_size=b, sync_dist=sync and loss_term)
         if self.global_step % max(self.hparams.monitor_every, 1) == 0:
             self._log_monitors(h, b)
         return loss
@@ -304,9 +323,9 @@ class VideoJEPA(L.LightningModule):
         self.log("val/pred_loss", terms["pred_loss"], sync_dist=True, batch_size=b)
         return loss
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Step, then move the EMA target (once per optimizer step, not per micro-batch)."""
-        super().optimizer_step(*args, **kwargs)
+    def after_optimizer_step(self) -> None:
+        """Move the EMA target (once per optimizer step, not per micro-batch; not after a
+        skipped step)."""
         if self.target_encoder is not None:
             m = self.ema_momentum(self.trainer.global_step)
             self.target_encoder.update(self.encoder, m)
@@ -338,11 +357,27 @@ class VideoJEPA(L.LightningModule):
         self.log("opt/weight_decay", float(opt.param_groups[0]["weight_decay"]))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["mask_generator"] = self.mask_generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "mask_generator" in checkpoint:
             self.mask_generator.set_state(checkpoint["mask_generator"])
             self._seeded = True
         if self.encoder is None:
             self._build(tuple(checkpoint["hyper_parameters"]["input_size"]))
+
+
+def clip_keys(batch: dict[str, Any]) -> list[int] | None:
+    """One int per clip of a batch: its video's index and its ordinal among that video's clips
+    (clips of one video are consecutive). None when the batch has no ``index``."""
+    index = batch.get("index")
+    if index is None:
+        return None
+    keys, prev, ordinal = [], None, 0
+    for i in torch.as_tensor(index).tolist():
+        ordinal = ordinal + 1 if i == prev else 0
+        keys.append(int(i) * 4096 + ordinal)
+        prev = i
+    return keys

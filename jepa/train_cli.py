@@ -10,6 +10,15 @@ models share one entry point. Defaults when a recipe leaves them out: wandb in o
 (no account or network needed; ``wandb sync`` later) plus a CSV logger under
 ``trainer.default_root_dir``, a checkpoint callback keeping ``last.ckpt`` and the best
 ``val/loss``, a learning-rate monitor, and fp32 on CPU / bf16-mixed on GPU.
+
+Fault tolerance (``jepa.checkpointing``): checkpoints are written atomically;
+``--checkpoint_every_n_steps N`` adds a ``last-step.ckpt`` every N optimizer steps for long
+epochs; SIGTERM / SIGUSR1 (SLURM preemption) save ``last.ckpt`` at the end of the current
+step and exit with status 75; ``--ckpt_path last`` resumes from the newest ``last*.ckpt``
+(weights, optimizer, schedules, EMA target, step counters, RNG states and the position in
+the epoch's data order). Before training starts, ``jepa.preflight`` checks data paths, clip
+lengths, input sizes and the checkpoint to resume; a bad value stops the run with one line
+naming the key (exit status 2), as do unknown keys and wrong types.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ def default_trainer() -> dict[str, Any]:
 
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
+PREEMPTION = "jepa.checkpointing.PreemptionCheckpoint"
+ATOMIC_IO = "jepa.checkpointing.AtomicCheckpointIO"
+EXIT_CONFIG, EXIT_FAILED, EXIT_PREEMPTED = 2, 1, 75  # 75: EX_TEMPFAIL, "try again"
 
 
 class JepaCLI(LightningCLI):
@@ -44,6 +56,12 @@ class JepaCLI(LightningCLI):
     callback -> ``last.ckpt`` (every epoch) and the best ``val/loss`` in ``DIR/checkpoints``
     (a recipe's own ModelCheckpoint without ``dirpath`` gets that folder too); an LR monitor.
     """
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--checkpoint_every_n_steps", type=int | None, default=None,
+            help="also write checkpoints/last-step.ckpt every N optimizer steps (for long epochs)",
+        )
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -67,12 +85,31 @@ class JepaCLI(LightningCLI):
                 _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
                     save_last=False)
             )
+        every = cfg.get("checkpoint_every_n_steps")
+        if every and trainer.get("enable_checkpointing") is not False:
+            # A separate callback: ModelCheckpoint takes either a step or an epoch trigger, and
+            # the epoch-end ``last.ckpt`` must stay (the final state is never left unsaved).
+            callbacks.append(
+                _ns(CHECKPOINT, filename="last-step", monitor=None, save_top_k=1, save_last=False,
+                    every_n_train_steps=int(every))
+            )
         if LR_MONITOR not in paths and trainer.get("logger") is not False:  # it needs a logger
             callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
+        if PREEMPTION not in paths and trainer.get("enable_checkpointing") is not False:
+            callbacks.append(_ns(PREEMPTION))
+        plugins = trainer.get("plugins")
+        if plugins is None:
+            trainer["plugins"] = [_ns(ATOMIC_IO)]
         for cb in callbacks:
             if getattr(cb, "class_path", "") == CHECKPOINT and cb.init_args.get("dirpath") is None:
                 cb.init_args["dirpath"] = os.path.join(root, "checkpoints")
         trainer["callbacks"] = callbacks
+
+    def before_fit(self) -> None:
+        from jepa.preflight import preflight
+
+        ckpt = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
+        preflight(self.model, self.datamodule, self.trainer, ckpt)
 
 
 def _ns(class_path: str, **init_args: Any) -> Any:
@@ -90,14 +127,43 @@ def run(argv: Sequence[str]) -> int:
     # Lightning warns about both; we pass argv on purpose, and the EMA target is eval by design.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    JepaCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=None if list(argv) == sys.argv[1:] else list(argv),
-        trainer_defaults=default_trainer(),
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from jepa.checkpointing import CheckpointError, Preempted
+    from jepa.nonfinite import NonFiniteLossError
+    from jepa.preflight import ConfigError
+
+    command = f"jepa {argv[0]}" if argv else "jepa"
+    try:
+        JepaCLI(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=None if list(argv) == sys.argv[1:] else list(argv),
+            trainer_defaults=default_trainer(),
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+    except (ConfigError, CheckpointError) as e:
+        return _fail(command, e, EXIT_CONFIG)
+    except NonFiniteLossError as e:
+        return _fail(command, e, EXIT_FAILED)
+    except Preempted as e:
+        print(f"{command}: {e}", file=sys.stderr, flush=True)
+        return EXIT_PREEMPTED
+    except SIGTERMException:
+        print(f"{command}: terminated by SIGTERM; resume with --ckpt_path last", file=sys.stderr, flush=True)
+        return EXIT_PREEMPTED
     return 0
+
+
+def _fail(command: str, error: Exception, code: int) -> int:
+    """One line naming the problem (``JEPA_TRACEBACK=1`` shows the traceback as well)."""
+    import sys
+    import traceback
+
+    if os.environ.get("JEPA_TRACEBACK"):
+        traceback.print_exc()
+    print(f"{command}: error: {error}", file=sys.stderr, flush=True)
+    return code

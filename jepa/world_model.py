@@ -28,7 +28,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,6 +39,7 @@ from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
 from jepa.models.vit import PRESETS, VideoViT
+from jepa.nonfinite import NonFiniteGuard, NonFinitePolicy
 from jepa.pretrain import param_groups
 from jepa.schedules import WarmupCosineLRWD
 
@@ -69,7 +69,7 @@ class FrameEncoder(nn.Module):
         return self.backbone(frames)
 
 
-class ActionConditionedWorldModel(L.LightningModule):
+class ActionConditionedWorldModel(NonFiniteGuard):
     """JEPA world model: frame encoder + block-causal action-conditioned predictor.
 
     Args:
@@ -95,6 +95,9 @@ class ActionConditionedWorldModel(L.LightningModule):
         idm_weight: inverse-dynamics loss (an MLP predicts a_t from z_t, z_{t+1}).
         lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay: AdamW and its
             warmup-cosine schedule.
+        nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
+            and counted (see ``jepa.nonfinite``).
+        max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
     """
 
     def __init__(
@@ -127,6 +130,8 @@ class ActionConditionedWorldModel(L.LightningModule):
         weight_decay: float = 1e-4,
         final_weight_decay: float = 1e-4,
         monitor_every: int = 25,
+        nonfinite: NonFinitePolicy = "stop",
+        max_nonfinite_skips: int = 100,
     ) -> None:
         super().__init__()
         if target not in ("stopgrad", "ema"):
@@ -190,6 +195,7 @@ class ActionConditionedWorldModel(L.LightningModule):
             self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if self.predictor is None:
             self._build(int(checkpoint["hyper_parameters"]["action_dim"]))
 
@@ -284,14 +290,12 @@ class ActionConditionedWorldModel(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, terms, z = self.compute_loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.global_step}: " + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-            )
+        self.guard_loss(loss, terms)
         b = batch["video"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        sync = self.trainer.world_size > 1  # the global-batch value in the logs
+        self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync)
         for name, v in terms.items():
-            self.log(f"train/{name}", v, batch_size=b)
+            self.log(f"train/{name}", v, batch_size=b, sync_dist=sync)
         if self.global_step % max(self.hparams.monitor_every, 1) == 0:
             with torch.no_grad():
                 flat = z.detach().reshape(-1, z.shape[-1]).float()
@@ -307,8 +311,7 @@ class ActionConditionedWorldModel(L.LightningModule):
             self.log(f"val/{name}", v, sync_dist=True, batch_size=b)
         return loss
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def after_optimizer_step(self) -> None:
         if self.target_encoder is not None:
             start, end = self.hparams.ema_momentum
             total = max(int(self.trainer.estimated_stepping_batches), 1)
