@@ -37,6 +37,10 @@ from data_pipelines.sources import VideoSource, load_source
 log = logging.getLogger(__name__)
 
 
+class NoUsableData(RuntimeError):
+    """Every file of a source is bad: training cannot go on (the message names one per reason)."""
+
+
 class VideoClipDataset(Dataset):
     """Clips from a manifest or folder of videos.
 
@@ -225,10 +229,10 @@ class VideoClipDataset(Dataset):
         reasons = {}
         for path, kind in self.skipped_files().items():
             reasons.setdefault(kind, path)
-        raise RuntimeError(
+        raise NoUsableData(
             f"{self.source.origin}: all {n} videos failed to decode; one file per reason: "
             + ", ".join(f"{k}: {p}" for k, p in reasons.items())
         )
 
 
-__all__ = ["ClipBatch", "VideoClipDataset", "collate_clips"]
+__all__ = ["ClipBatch", "NoUsableData", "VideoClipDataset", "collate_clips"]

@@ -56,10 +56,11 @@ ERROR_KINDS: tuple[str, ...] = (
 class DecodeError(RuntimeError):
     """A file could not give the requested clip. ``kind`` is one of ``ERROR_KINDS``."""
 
-    def __init__(self, path: str | os.PathLike, kind: str, detail: str) -> None:
+    def __init__(self, path: str | os.PathLike, kind: str = "other", detail: str = "") -> None:
+        # kind and detail default so DataLoader can re-raise a worker's error from its text alone
         assert kind in ERROR_KINDS, kind
         self.path, self.kind, self.detail = str(path), kind, detail
-        super().__init__(f"{self.path}: {kind}: {detail}")
+        super().__init__(f"{self.path}: {kind}: {detail}" if detail else self.path)
 
 
 class VideoReader(Protocol):

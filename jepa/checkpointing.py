@@ -7,7 +7,7 @@
                         every error (missing, truncated, not a Lightning checkpoint).
 ``PreemptionCheckpoint`` SIGTERM (sent by SLURM, Kubernetes, spot reclaim) and SIGUSR1 (SLURM's
                         ``--signal=USR1@90`` warning) set a flag; at the end of the current
-                        training step every rank agrees to stop, ``last.ckpt`` is written
+                        training step every rank agrees to stop, ``last-preempted.ckpt`` is written
                         (atomically), the SLURM job is requeued after SIGUSR1, and the run
                         exits via ``Preempted``. The requeued job resumes with
                         ``--ckpt_path last``.
@@ -120,19 +120,23 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 class PreemptionCheckpoint(Callback):
-    """Save ``last.ckpt`` at the end of the step in which SIGTERM or SIGUSR1 arrived, then stop.
+    """Save ``last-preempted.ckpt`` at the end of the step in which SIGTERM or SIGUSR1 arrived, then stop.
 
     Args:
         signals: signal names to handle.
         requeue: after SIGUSR1 inside a SLURM job, run ``scontrol requeue`` (rank 0).
-        filename: checkpoint name inside the ``last`` checkpoint callback's folder.
+        filename: checkpoint name inside the checkpoint folder; a ``last*`` name, so
+            ``--ckpt_path last`` (the newest ``last*.ckpt``) picks it up.
     """
 
-    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), requeue: bool = True, filename: str = "last") -> None:
+    def __init__(
+        self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), requeue: bool = True, filename: str = "last-preempted"
+    ) -> None:
         self.signals = tuple(signals)
         self.requeue = requeue
         self.filename = filename
         self.received: str | None = None
+        self.pending: Preempted | None = None
         self._saved = False
         self._previous: dict[int, Any] = {}
 
@@ -169,19 +173,35 @@ class PreemptionCheckpoint(Callback):
         got = self.received is not None
         if trainer.world_size > 1:  # every rank must take part in the save
             got = bool(trainer.strategy.reduce_boolean_decision(got, all=False))
-        if not got:
+        if not got or self._saved:
             return
         name = self.received or "a signal (on another rank)"
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path)
+        self._saved = True
         requeued = False
         if self.requeue and self.received == "SIGUSR1" and os.environ.get("SLURM_JOB_ID") and trainer.is_global_zero:
             job = os.environ.get("SLURM_ARRAY_JOB_ID")
             job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
             requeued = subprocess.call(["scontrol", "requeue", job]) == 0
-        self.received = None
-        self._saved = True
-        raise Preempted(name, str(path), requeued)
+        self.pending = Preempted(name, str(path), requeued)
+        if trainer.is_global_zero:
+            print(f"[jepa] {self.pending}", flush=True)
+        # Stop at the start of the next step (or the end of the epoch), once this step's metrics
+        # have reached the loggers.
+
+    def _stop(self) -> None:
+        if self.pending is not None:
+            raise self.pending
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._stop()
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        self._stop()
+
+    def on_train_end(self, *args: Any) -> None:
+        self._stop()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """Lightning itself stops with ``SIGTERMException`` when SIGTERM lands between steps (it
@@ -189,5 +209,8 @@ class PreemptionCheckpoint(Callback):
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, SIGTERMException) and not self._saved and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.checkpoint_path(trainer))
+            path = self.checkpoint_path(trainer)
+            trainer.save_checkpoint(path)
             self._saved = True
+            if trainer.is_global_zero:
+                print(f"[jepa] received SIGTERM: saved {path}; restart with --ckpt_path last to resume", flush=True)

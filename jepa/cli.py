@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -360,7 +361,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args) or 0)
+    from jepa.checkpointing import CheckpointError
+
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
+        # Bad input (a missing or foreign file, a bad value): one line naming it, no traceback
+        # (JEPA_TRACEBACK=1 shows it).
+        if os.environ.get("JEPA_TRACEBACK"):
+            raise
+        print(f"jepa {argv[0] if argv else ''}: error: {e}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class NonFiniteLossError(FloatingPointError):
 
 def describe(step: int, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> str:
     """'non-finite loss at step 12: pred_loss=nan (var_loss=0.1, cov_loss=0.02)'."""
-    values = {k: float(v) for k, v in terms.items() if k.endswith("loss")}
+    values = {k: float(v.detach()) for k, v in terms.items() if k.endswith("loss")}
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     good = [k for k in values if k not in bad]
     culprit = ", ".join(f"{k}={values[k]:.4g}" for k in bad) or f"loss={float(loss):.4g}"

@@ -295,7 +295,7 @@ class VideoJEPA(NonFiniteGuard):
         for k, v in terms.items():
             loss_term = k.endswith("loss")
             self.log(("train/" if loss_term else "mask/") + k, v, batch_size=b, sync_dist=sync and loss_term)
-        if self.global_step % max(self.hparams.monitor_every, 1) == 0:
+        if self.global_step % max(self.hparams.monitor_every, 1) == 0 and not self._skip_step:
             self._log_monitors(h, b)
         return loss
 

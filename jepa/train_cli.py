@@ -13,7 +13,7 @@ models share one entry point. Defaults when a recipe leaves them out: wandb in o
 
 Fault tolerance (``jepa.checkpointing``): checkpoints are written atomically;
 ``--checkpoint_every_n_steps N`` adds a ``last-step.ckpt`` every N optimizer steps for long
-epochs; SIGTERM / SIGUSR1 (SLURM preemption) save ``last.ckpt`` at the end of the current
+epochs; SIGTERM / SIGUSR1 (SLURM preemption) save ``last-preempted.ckpt`` at the end of the current
 step and exit with status 75; ``--ckpt_path last`` resumes from the newest ``last*.ckpt``
 (weights, optimizer, schedules, EMA target, step counters, RNG states and the position in
 the epoch's data order). Before training starts, ``jepa.preflight`` checks data paths, clip
@@ -44,6 +44,7 @@ def default_trainer() -> dict[str, Any]:
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
 PREEMPTION = "jepa.checkpointing.PreemptionCheckpoint"
+SKIPPED = "jepa.monitors.SkippedFilesMonitor"
 ATOMIC_IO = "jepa.checkpointing.AtomicCheckpointIO"
 EXIT_CONFIG, EXIT_FAILED, EXIT_PREEMPTED = 2, 1, 75  # 75: EX_TEMPFAIL, "try again"
 
@@ -97,6 +98,8 @@ class JepaCLI(LightningCLI):
             callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
         if PREEMPTION not in paths and trainer.get("enable_checkpointing") is not False:
             callbacks.append(_ns(PREEMPTION))
+        if SKIPPED not in paths:
+            callbacks.append(_ns(SKIPPED))
         plugins = trainer.get("plugins")
         if plugins is None:
             trainer["plugins"] = [_ns(ATOMIC_IO)]
@@ -129,6 +132,8 @@ def run(argv: Sequence[str]) -> int:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from data_pipelines.dataset import NoUsableData
+    from data_pipelines.decode import DecodeError
     from jepa.checkpointing import CheckpointError, Preempted
     from jepa.nonfinite import NonFiniteLossError
     from jepa.preflight import ConfigError
@@ -147,13 +152,13 @@ def run(argv: Sequence[str]) -> int:
         )
     except (ConfigError, CheckpointError) as e:
         return _fail(command, e, EXIT_CONFIG)
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, NoUsableData, DecodeError) as e:
         return _fail(command, e, EXIT_FAILED)
     except Preempted as e:
         print(f"{command}: {e}", file=sys.stderr, flush=True)
         return EXIT_PREEMPTED
     except SIGTERMException:
-        print(f"{command}: terminated by SIGTERM; resume with --ckpt_path last", file=sys.stderr, flush=True)
+        print(f"{command}: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr, flush=True)
         return EXIT_PREEMPTED
     return 0
 
@@ -165,5 +170,8 @@ def _fail(command: str, error: Exception, code: int) -> int:
 
     if os.environ.get("JEPA_TRACEBACK"):
         traceback.print_exc()
-    print(f"{command}: error: {error}", file=sys.stderr, flush=True)
+    text = str(error).strip()
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the worker's message
+        text = text.splitlines()[-1]
+    print(f"{command}: error: {text}", file=sys.stderr, flush=True)
     return code

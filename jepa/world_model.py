@@ -296,7 +296,7 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync)
         for name, v in terms.items():
             self.log(f"train/{name}", v, batch_size=b, sync_dist=sync)
-        if self.global_step % max(self.hparams.monitor_every, 1) == 0:
+        if self.global_step % max(self.hparams.monitor_every, 1) == 0 and not self._skip_step:
             with torch.no_grad():
                 flat = z.detach().reshape(-1, z.shape[-1]).float()
                 self.log("monitor/latent_std", flat.std(0).mean(), batch_size=b)

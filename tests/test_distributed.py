@@ -4,8 +4,6 @@ masks and augmentations, and a 2-node launch (two torchrun agents on localhost) 
 
 from __future__ import annotations
 
-import csv
-import os
 import socket
 import subprocess
 import sys
@@ -13,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from fitting import ROOT, env, losses, tiny_fit_config, weights
 
 from data_pipelines.resumable import ResumableSampler
 
-ROOT = Path(__file__).parents[1]
-ENTRY = "from jepa.cli import main; import sys; sys.exit(main())"
+ddp_config = tiny_fit_config
 
 
 def free_port() -> int:
@@ -27,36 +24,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT), e.get("PYTHONPATH", "")])
-    e.update(OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
-    return e
-
-
-def ddp_config(tmp: Path, synth_dir: Path, name: str, batch: int, **model: object) -> Path:
-    """Tiny pretraining whose only randomness is keyed by sample: masks by (seed, step, clip)
-    (``mask_rng: sample``), clip starts by (seed, epoch, video), no random crop or flip."""
-    cfg = yaml.safe_load((ROOT / "configs/pretrain/quickstart.yaml").read_text())
-    root = tmp / name
-    cfg["trainer"] = {
-        "accelerator": "cpu", "precision": "32-true", "max_epochs": None, "max_steps": 4,
-        "default_root_dir": str(root), "log_every_n_steps": 1, "limit_val_batches": 0,
-        "enable_progress_bar": False, "gradient_clip_val": 1.0, "num_sanity_val_steps": 0,
-        "logger": [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "csv"}}],
-        "callbacks": [{"class_path": "faults.DumpRankState", "init_args": {"out": str(root / "ranks")}}],
-    }
-    cfg["model"]["init_args"].update(encoder="vit_pico", monitor_every=1, mask_rng="sample", **model)
-    cfg["data"]["init_args"].update(
-        train=str(synth_dir / "train.csv"), val=None, num_frames=4, crop_size=32, batch_size=batch,
-        num_workers=0, persistent_workers=False, scale=[1.0, 1.0], ratio=[1.0, 1.0], hflip_prob=0.0,
-    )
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def torchrun(args: list[str], nproc: int, extra: list[str] | None = None, timeout: int = 300) -> subprocess.Popen:
+def torchrun(args: list[str], nproc: int, extra: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *(extra or []),
            "-m", "jepa.cli", *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -66,18 +34,6 @@ def finish(proc: subprocess.Popen, timeout: int = 400) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-4000:]
     return out
-
-
-def losses(run: Path) -> dict[int, float]:
-    rows = []
-    for path in sorted((run / "csv").rglob("metrics.csv")):  # a resumed run adds a version
-        with open(path) as f:
-            rows += list(csv.DictReader(f))
-    return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
 
 
 def test_resumable_sampler_global_batch_is_the_same_at_any_world_size() -> None:
