@@ -63,17 +63,18 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     return obj
 
 
-def check_checkpoint_matches(ckpt: dict[str, Any], path: str | os.PathLike[str], model: L.LightningModule) -> None:
-    """Raise if ``ckpt`` was written by a different kind of model than ``model``."""
+def check_checkpoint_matches(ckpt: dict[str, Any], path: str | os.PathLike[str], model: type | L.LightningModule) -> None:
+    """Raise if ``ckpt`` was written by a different kind of model than ``model`` (a class or instance)."""
     import inspect
 
+    cls = model if isinstance(model, type) else type(model)
     saved = set((ckpt.get("hyper_parameters") or {}).keys())
-    accepted = set(inspect.signature(type(model).__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     foreign = sorted(saved - accepted - {"_instantiator", "_class_path"})
     if foreign:
         raise CheckpointError(
-            f"{path} was written by a different model than {type(model).__name__}: its hyper-parameters "
-            f"{foreign[:5]} are not arguments of {type(model).__name__}"
+            f"{path} was written by a different model than {cls.__name__}: its hyper-parameters "
+            f"{foreign[:5]} are not arguments of {cls.__name__}"
         )
 
 

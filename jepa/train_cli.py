@@ -108,6 +108,25 @@ class JepaCLI(LightningCLI):
                 cb.init_args["dirpath"] = os.path.join(root, "checkpoints")
         trainer["callbacks"] = callbacks
 
+    def _parse_ckpt_path(self) -> None:
+        """Check an explicit ``--ckpt_path`` file before LightningCLI reads hyper-parameters from it."""
+        import importlib
+
+        from jepa.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
+
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path and path not in ("last", "best", "hpc", "registry"):
+            try:
+                ckpt = read_checkpoint(path)
+            except CheckpointError as e:
+                raise CheckpointError(f"--ckpt_path: {e}") from e
+            class_path = getattr(self.config[sub].get("model"), "class_path", None)
+            if class_path:
+                module, _, name = class_path.rpartition(".")
+                check_checkpoint_matches(ckpt, path, getattr(importlib.import_module(module), name))
+        super()._parse_ckpt_path()
+
     def before_fit(self) -> None:
         from jepa.preflight import preflight
 
