@@ -207,6 +207,13 @@ class VideoJEPA(NonFiniteGuard):
             )
         self._build((dhp["num_frames"], dhp["crop_size"], dhp["crop_size"]))
 
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp``: shard Blocks and networks with FSDP2 (``jepa.distributed``)."""
+        from jepa.distributed import shard_module
+
+        target = self.target_encoder.encoder if self.target_encoder is not None else None
+        shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "expander": self.expander})
+
     # ----------------------------------------------------------------- objective
     def _targets(self, video: torch.Tensor) -> torch.Tensor:
         """Layer-normed target-encoder tokens of the full clip -> [B, N, D] (no gradient)."""

@@ -46,6 +46,7 @@ LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
 PREEMPTION = "jepa.checkpointing.PreemptionCheckpoint"
 SKIPPED = "jepa.monitors.SkippedFilesMonitor"
 ATOMIC_IO = "jepa.checkpointing.AtomicCheckpointIO"
+FSDP = "jepa.distributed.JepaFSDPStrategy"
 EXIT_CONFIG, EXIT_FAILED, EXIT_PREEMPTED = 2, 1, 75  # 75: EX_TEMPFAIL, "try again"
 
 
@@ -67,6 +68,8 @@ class JepaCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
+        if trainer.get("strategy") == "fsdp":  # FSDP2 per Block (jepa.distributed)
+            trainer["strategy"] = _ns(FSDP)
         root = trainer.get("default_root_dir") or "outputs/run"
         trainer["default_root_dir"] = root
         if trainer.get("logger") in (None, True):

@@ -187,12 +187,24 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         if self.predictor is None:
             if dm is None or getattr(dm, "action_dim", None) is None:
                 raise ValueError("model.action_dim is not set and there is no trajectory data module to read it from")
-            self._build(int(dm.action_dim))
+            # Seeded from the run's seed, not from wherever the global RNG happens to be: Lightning
+            # re-seeds it when it sets up DDP / FSDP, which would give the predictor a different
+            # initialisation on 1 process than on N.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(torch.initial_seed() + 1)
+                self._build(int(dm.action_dim))
         if stage == "fit" and dm is not None and hasattr(dm, "action_stats") and self.global_step == 0:
             self.frameskip_buf.fill_(int(getattr(dm, "hparams", {}).get("frameskip", 1)))
             mean, std = dm.action_stats()
             self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def configure_model(self) -> None:
+        """Under ``--trainer.strategy fsdp``: shard the networks with FSDP2 (``jepa.distributed``)."""
+        from jepa.distributed import shard_module
+
+        target = self.target_encoder.encoder if self.target_encoder is not None else None
+        shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "idm": self.idm})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)

@@ -60,3 +60,20 @@ class DumpRankState(Callback):
         state = {k: v.detach().cpu().clone() for k, v in pl_module.target_encoder.state_dict().items()}
         online = {k: v.detach().cpu().clone() for k, v in pl_module.encoder.state_dict().items()}
         torch.save({"target": state, "online": online, **self.start}, self.out / f"rank{trainer.global_rank}.pt")
+
+
+class RecordBatches(Callback):
+    """Append each training batch's ``index`` (or ``episode``/``start``) to ``out/rank{r}.txt``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        keys = batch.get("index")
+        if keys is None:
+            keys = torch.stack([batch["episode"], batch["start"]], 1).tolist()
+        else:
+            keys = keys.tolist()
+        with open(self.out / f"rank{trainer.global_rank}.txt", "a") as f:
+            f.write(f"{trainer.global_step} {keys}\n")
