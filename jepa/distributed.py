@@ -23,7 +23,7 @@ single process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
@@ -38,15 +38,25 @@ class JepaFSDPStrategy(ModelParallelStrategy):
     Args:
         activation_checkpointing: checkpoint each Block's activations (read by ``shard_module``).
         save_distributed_checkpoint: write sharded checkpoint folders instead of one full file.
+        data_parallel_size: ranks sharing the data ("auto": all of them).
+        tensor_parallel_size: kept at 1 (jepa models are not tensor-parallel).
         **kwargs: anything else ``ModelParallelStrategy`` takes.
     """
 
     strategy_name = "jepa_fsdp"
 
-    def __init__(self, activation_checkpointing: bool = False, save_distributed_checkpoint: bool = False, **kwargs: Any) -> None:
-        kwargs.setdefault("data_parallel_size", "auto")
-        kwargs.setdefault("tensor_parallel_size", 1)
-        super().__init__(save_distributed_checkpoint=save_distributed_checkpoint, **kwargs)
+    def __init__(
+        self,
+        activation_checkpointing: bool = False,
+        save_distributed_checkpoint: bool = False,
+        data_parallel_size: int | Literal["auto"] = "auto",
+        tensor_parallel_size: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            data_parallel_size=data_parallel_size, tensor_parallel_size=tensor_parallel_size,
+            save_distributed_checkpoint=save_distributed_checkpoint, **kwargs,
+        )
         self.activation_checkpointing = activation_checkpointing
 
     def setup_environment(self) -> None:

@@ -53,10 +53,10 @@ def tiny_fit_config(
     return path
 
 
-def run_fit(args: list[str], timeout: int = 400) -> subprocess.CompletedProcess:
+def run_fit(args: list[str], timeout: int = 400, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``jepa fit ARGS`` in a fresh process (stdout and stderr together in ``.stdout``)."""
-    return subprocess.run([sys.executable, "-c", ENTRY, "fit", *args], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", ENTRY, "fit", *args], cwd=ROOT, env={**env(), **(extra_env or {})},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 def losses(run: Path) -> dict[int, float]:

@@ -104,10 +104,11 @@ def test_fsdp_equals_one_process_and_its_checkpoint_loads_and_resumes(
     tmp_path: Path, synth_dir: Path, single_run: Path
 ) -> None:
     """FSDP2 shards every Block of the encoder, EMA target and predictor over 2 ranks (each rank
-    holds half of each weight); the run matches the 1-process run, its checkpoint is one full
+    holds half of each weight), with activation checkpointing; the run matches the 1-process run, its checkpoint is one full
     state dict that ``load_encoder`` reads, and it resumes under FSDP."""
     cfg = ddp_config(tmp_path, synth_dir, "fsdp", batch=2)
-    args = ["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", "fsdp"]
+    args = ["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", "jepa.distributed.JepaFSDPStrategy",
+            "--trainer.strategy.activation_checkpointing", "true"]  # (the world-model test uses the "fsdp" alias)
     finish(torchrun(args, 2, [f"--master_port={free_port()}"]))
     assert_same_run(single_run, tmp_path / "fsdp")
     r0 = torch.load(tmp_path / "fsdp" / "ranks" / "rank0.pt", weights_only=False)

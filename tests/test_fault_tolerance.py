@@ -146,3 +146,23 @@ def test_nan_loss_skip_policy_gives_up_after_too_many_consecutive_skips(
     cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, callbacks=nan, nonfinite="skip", max_nonfinite_skips=2)
     assert main(["fit", "--config", str(cfg)]) == 1
     assert "2 consecutive steps skipped" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigusr1_inside_a_slurm_job_requeues_it(tmp_path: Path, synth_dir: Path) -> None:
+    """SLURM's scontrol is stood in for by a script on PATH that records its arguments."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "scontrol.args"
+    fake = bin_dir / "scontrol"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {record}\n")
+    fake.chmod(0o755)
+    sig = [{"class_path": "faults.SignalAtStep", "init_args": {"step": 2, "signame": "SIGUSR1"}}]
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, callbacks=sig, trainer={"max_steps": 6})
+    extra = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    r = run_fit(["--config", str(cfg)], extra_env=extra)
+    assert r.returncode == 75, r.stdout[-3000:]
+    assert record.read_text().split() == ["requeue", "4242"]
+    assert "received SIGUSR1" in r.stdout and "the SLURM job was requeued" in r.stdout
