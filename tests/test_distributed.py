@@ -97,6 +97,10 @@ def test_ddp_two_processes_equal_one_process_over_the_same_global_batch(
             assert torch.equal(r0[part][k], r1[part][k]), (part, k)
     assert not torch.equal(r0["mask_rng"], r1["mask_rng"])
     assert not torch.equal(r0["transform_rng"], r1["transform_rng"])
+    # the DDP checkpoint resumes under DDP
+    finish(torchrun(["fit", "--config", str(double), "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                     "--ckpt_path", "last", "--trainer.max_steps", "6"], 2, [f"--master_port={free_port()}"]))
+    assert int(torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=False)["global_step"]) == 6
 
 
 @pytest.mark.slow
