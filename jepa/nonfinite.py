@@ -10,7 +10,8 @@ left waiting in a collective. Two policies (``model.init_args.nonfinite``):
   skip  drop the step: the gradients are discarded before the optimizer sees them (AdamW
         leaves parameters without gradients untouched: no moment, weight-decay or EMA
         update), the skip is counted (``train/nonfinite_skipped``, saved in checkpoints), and
-        training goes on. ``max_nonfinite_skips`` consecutive skips stop the run anyway: a
+        training goes on. With gradient accumulation, one bad micro-batch drops the whole
+        optimizer step. ``max_nonfinite_skips`` consecutive skips stop the run anyway: a
         diverged run should not burn a cluster allocation skipping every step.
 """
 
@@ -54,9 +55,7 @@ class NonFiniteGuard(L.LightningModule):
         bad = local_bad
         if self.trainer.world_size > 1:  # the same verdict on every rank
             bad = bool(self.trainer.strategy.reduce_boolean_decision(local_bad, all=False))
-        self._skip_step = False
-        if not bad:
-            self._consecutive_skips = 0
+        if not bad:  # (_skip_step stays set if an earlier micro-batch of this step was bad)
             return
         where = describe(self.global_step, loss, terms) if local_bad else (
             f"non-finite loss at step {self.global_step} on another rank"
@@ -64,9 +63,10 @@ class NonFiniteGuard(L.LightningModule):
         policy = getattr(self.hparams, "nonfinite", "stop")
         limit = int(getattr(self.hparams, "max_nonfinite_skips", 100))
         if policy == "skip" and self._consecutive_skips < limit:
+            if not self._skip_step:  # count steps, not micro-batches
+                self.nonfinite_skipped += 1
+                self._consecutive_skips += 1
             self._skip_step = True
-            self.nonfinite_skipped += 1
-            self._consecutive_skips += 1
             if self.trainer.is_global_zero:
                 print(f"[jepa] {where}; step skipped ({self.nonfinite_skipped} so far)", flush=True)
             return
@@ -92,8 +92,10 @@ class NonFiniteGuard(L.LightningModule):
 
         optimizer.step(closure=closure)
         if self._skip_step:
+            self._skip_step = False  # verdicts cover one optimizer step (all its micro-batches)
             self.log("train/nonfinite_skipped", float(self.nonfinite_skipped))
             return
+        self._consecutive_skips = 0
         self.after_optimizer_step()
 
     def after_optimizer_step(self) -> None:

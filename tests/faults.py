@@ -28,14 +28,17 @@ class SignalAtStep(Callback):
 
 
 class NaNAtStep(Callback):
-    """Make the model's loss NaN at the given optimizer steps (poisons the prediction term)."""
+    """Make the loss NaN at the given optimizer steps, or at the given training batches
+    (``micro_batches``, counted from 0 over the run), by poisoning the input clips."""
 
-    def __init__(self, steps: list[int]) -> None:
-        self.steps = set(steps)
+    def __init__(self, steps: list[int] | None = None, micro_batches: list[int] | None = None) -> None:
+        self.steps, self.micro = set(steps or []), set(micro_batches or [])
+        self.seen = 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if trainer.global_step in self.steps:
+        if trainer.global_step in self.steps or self.seen in self.micro:
             batch["video"] = batch["video"] * float("nan")
+        self.seen += 1
 
 
 class DumpRankState(Callback):

@@ -139,6 +139,18 @@ def test_nan_loss_skip_policy_drops_the_steps_and_counts_them(tmp_path: Path, sy
     assert steps == {2}, steps
 
 
+def test_a_bad_micro_batch_drops_the_whole_accumulated_step(tmp_path: Path, synth_dir: Path) -> None:
+    nan = [{"class_path": "faults.NaNAtStep", "init_args": {"micro_batches": [2]}}]  # 1st half of step 1
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, callbacks=nan, nonfinite="skip",
+                          trainer={"max_steps": 3, "accumulate_grad_batches": 2})
+    assert main(["fit", "--config", str(cfg)]) == 0
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3 and ckpt["nonfinite_skipped"] == 1
+    steps = {int(s["step"]) for s in ckpt["optimizer_states"][0]["state"].values()}
+    assert steps == {2}, steps
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
 def test_nan_loss_skip_policy_gives_up_after_too_many_consecutive_skips(
     tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
