@@ -56,7 +56,9 @@ class JepaCLI(LightningCLI):
     Filled in after all overrides, so ``--trainer.default_root_dir DIR`` moves everything:
     ``logger`` unset -> CSV (``DIR/csv``) + offline wandb (``DIR/wandb``); no checkpoint
     callback -> ``last.ckpt`` (every epoch) and the best ``val/loss`` in ``DIR/checkpoints``
-    (a recipe's own ModelCheckpoint without ``dirpath`` gets that folder too); an LR monitor.
+    (a recipe's own ModelCheckpoint without ``dirpath`` gets that folder too); an LR monitor;
+    ``PreemptionCheckpoint`` and ``SkippedFilesMonitor``; ``AtomicCheckpointIO`` unless
+    ``trainer.plugins`` is set. ``--trainer.strategy fsdp`` means ``JepaFSDPStrategy``.
     """
 
     def add_arguments_to_parser(self, parser: Any) -> None:
