@@ -35,7 +35,9 @@ class MaskSpec:
     Attributes:
         num_blocks: blocks per clip; their union is the prediction target.
         spatial_scale: (min, max) fraction of a frame's tokens one block covers.
-        temporal_scale: (min, max) fraction of the clip's time steps a block spans.
+        temporal_scale: (min, max) fraction of the clip's time steps a block spans. With
+            ``spatial_scale`` 1 a block is a run of whole frames (a temporal mask: the missing
+            time steps are predicted from the others); a block never covers the whole clip.
         aspect_ratio: (min, max) height/width of a block.
     """
 
@@ -111,6 +113,13 @@ class MultiBlockMaskSampler:
         bh = min(h, max(1, round(math.sqrt(area * ar))))
         bw = min(w, max(1, round(math.sqrt(area / ar))))
         bt = min(t, max(1, round(tscale * t)))
+        if (bt, bh, bw) == (t, h, w):  # a block of the whole clip would leave no context
+            if t > 1:
+                bt -= 1
+            elif h > 1:
+                bh -= 1
+            elif w > 1:
+                bw -= 1
         return bt, bh, bw
 
     def target_mask(

@@ -133,6 +133,22 @@ def test_temporal_scale_gives_block_length() -> None:
         assert len(steps) == round(0.5 * t) and steps == list(range(steps[0], steps[0] + len(steps)))
 
 
+def test_temporal_mask_is_whole_frames_and_never_the_whole_clip() -> None:
+    """spatial_scale 1: runs of whole frames are targets, the other time steps are the context;
+    a run that would round up to the whole clip (0.75 of 2 steps) keeps one step as context."""
+    for grid, tscale, steps in (((4, 8, 8), 0.5, 2), ((4, 8, 8), 0.75, 3), ((2, 4, 4), 0.75, 1), ((1, 4, 4), 1.0, 1)):
+        sampler = MultiBlockMaskSampler(MaskSpec(1, (1.0, 1.0), (tscale, tscale), (1.0, 1.0)), min_context=4)
+        ms = sampler(16, grid, gen(1))
+        check_partition(ms, math.prod(grid), min_context=1)
+        target = torch.zeros(16, math.prod(grid), dtype=torch.bool)
+        target.scatter_(1, ms.target_ids, ms.target_mask)
+        per_step = target.reshape(16, grid[0], -1)
+        if grid[0] > 1:  # whole frames: each time step is all target or all context
+            assert bool((per_step.all(2) | ~per_step.any(2)).all())
+            assert per_step.all(2).sum(1).tolist() == [steps] * 16
+        assert int(ms.context_mask.sum(1).min()) >= 1
+
+
 # ----------------------------------------------------------------------------- min_context, determinism, device
 
 
