@@ -35,49 +35,12 @@ from tqdm.auto import tqdm
 
 from data_pipelines.batching import collate_clips
 from data_pipelines.dataset import VideoClipDataset
-from data_pipelines.sampling import ClipSampler
-from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_resize_normalize
+from data_pipelines.transforms import crop_resize_normalize
+from jepa.clips import ClipSpec, crop_boxes
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """How clips are cut from each video and turned into encoder input."""
-
-    num_frames: int = 16
-    frame_step: int = 2
-    fps: float | None = None  # if set, frames are taken at this rate (overrides frame_step)
-    size: int = 224  # square crop fed to the encoder
-    crop_fraction: float = 1.0  # crop side / shorter frame side
-    views: int = 1  # evenly spaced clips per video
-    crops: int = 1  # spatial crops per clip (1: centre; 3: start, centre, end)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def __post_init__(self) -> None:
-        if self.views < 1 or self.crops < 1:
-            raise ValueError(f"views and crops must be >= 1, got views={self.views}, crops={self.crops}")
-        if not 0 < self.crop_fraction <= 1:
-            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
-
-    def sampler(self) -> ClipSampler:
-        """``views`` evenly spaced clips per video."""
-        return ClipSampler(self.num_frames, self.frame_step, fps=self.fps, clips_per_video=self.views, mode="uniform")
-
-
-def crop_boxes(frame_size: torch.Tensor, spec: ClipSpec) -> list[torch.Tensor]:
-    """``spec.crops`` boxes ``[B, 4]`` per clip: a square of side ``crop_fraction`` x the shorter
-    side, at the start, centre and end of the free room (along both axes)."""
-    h, w = frame_size[:, 0].double(), frame_size[:, 1].double()
-    side = torch.minimum(h, w) * spec.crop_fraction
-    positions = [0.5] if spec.crops == 1 else [i / (spec.crops - 1) for i in range(spec.crops)]
-    return [
-        torch.stack([(w - side) * p, (h - side) * p, (w - side) * p + side, (h - side) * p + side], 1)
-        for p in positions
-    ]
 
 
 class PixelFeatures(nn.Module):
