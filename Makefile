@@ -19,7 +19,7 @@ DEMO_OUT ?= outputs/quickstart
 
 demo: $(STAMP)
 	test -f $(DEMO_DATA)/manifest.csv || $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
-	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 2
+	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 3
 	$(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
 	$(BIN)/jepa export $(DEMO_OUT) --out $(DEMO_OUT)/encoder.pt
 	$(BIN)/jepa probe --encoder $(DEMO_OUT)/encoder.pt --train $(DEMO_DATA)/train.csv --val $(DEMO_DATA)/val.csv \
