@@ -115,7 +115,8 @@ def test_encoders_load_without_lightning(fitted: Path, tmp_path: Path) -> None:
     """Downstream code needs torch and jepa's model code only: no Lightning, no training config."""
     out = export_encoder(fitted, tmp_path / "enc.pt")
     meta = encoder_meta(out)
-    assert meta["data"]["frame_step"] == 2 and meta["data"]["num_frames"] == 4 and meta["global_step"] == 4
+    step = yaml.safe_load((Path(__file__).parents[1] / "configs/pretrain/quickstart.yaml").read_text())["data"]["init_args"]["frame_step"]
+    assert meta["data"]["frame_step"] == step and meta["data"]["num_frames"] == 4 and meta["global_step"] == 4
     assert encoder_meta(fitted / "checkpoints" / "last.ckpt")["data"] == meta["data"]
     code = (
         "import sys; sys.modules['lightning'] = None; sys.modules['pytorch_lightning'] = None\n"
