@@ -59,7 +59,7 @@ class VideoDataModule(L.LightningDataModule):
         mean: normalisation mean (RGB, 0-1 scale).
         std: normalisation std.
         bad_files: "skip" (log, count, replace) or "strict" (raise on the first bad file).
-            ``jepa fit`` logs the skip count as ``data/skipped_files`` (``jepa.monitors``).
+            ``jepa fit`` logs the skip count as ``data/skipped_files`` (``jepa.training.callbacks``).
         short_videos: "skip" or "pad" for videos shorter than one clip.
         backend: decoding backend, "pyav" or "torchcodec".
         decode_threads: decoder threads per worker.

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from jepa import _legacy
+
+_legacy.install()  # old module paths (jepa.pretrain, jepa.cli, ...) keep importing
+
 __version__ = "0.1.0"
 __all__ = ["create_encoder", "encoder_meta", "export_encoder", "load_encoder", "read_clips", "save_encoder"]
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).parents[1]
-ENTRY = "from jepa.cli import main; import sys; sys.exit(main())"
+ENTRY = "from jepa.training.cli import main; import sys; sys.exit(main())"
 
 
 def env() -> dict[str, str]:

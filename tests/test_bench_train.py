@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa import bench_train
-from jepa.bench_train import count_flops, load_recipe, parse_overrides, run_train_benchmark
+from jepa.benchmarks.train import count_flops, load_recipe, parse_overrides, run_train_benchmark
 
 QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "quickstart.yaml")
 SMALL = ["encoder=vit_pico", "crop_size=32"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from data_pipelines.bench import run_benchmark
-from jepa.cli import main
+from jepa.benchmarks.data import run_benchmark
+from jepa.training.cli import main
 
 
 def test_console_script_is_installed() -> None:

@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def torchrun(args: list[str], nproc: int, extra: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *(extra or []),
-           "-m", "jepa.cli", *args]
+           "-m", "jepa.training.cli", *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -111,7 +111,7 @@ def test_fsdp_equals_one_process_and_its_checkpoint_loads_and_resumes(
     holds half of each weight), with activation checkpointing; the run matches the 1-process run, its checkpoint is one full
     state dict that ``load_encoder`` reads, and it resumes under FSDP."""
     cfg = ddp_config(tmp_path, synth_dir, "fsdp", batch=2)
-    args = ["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", "jepa.distributed.JepaFSDPStrategy",
+    args = ["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", "jepa.training.distributed.JepaFSDPStrategy",
             "--trainer.strategy.activation_checkpointing", "true"]  # (the world-model test uses the "fsdp" alias)
     finish(torchrun(args, 2, [f"--master_port={free_port()}"]))
     assert_same_run(single_run, tmp_path / "fsdp")

@@ -10,7 +10,7 @@ import pytest
 from test_datamodule import Recorder
 
 from data_pipelines.datamodule import VideoDataModule
-from jepa.cli import main
+from jepa.training.cli import main
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 import torch
 from fitting import ROOT, losses, run_fit, tiny_fit_config, weights
 
-from jepa.checkpointing import CheckpointError, atomic_save, read_checkpoint
-from jepa.cli import main
+from jepa.training.checkpointing import CheckpointError, atomic_save, read_checkpoint
+from jepa.training.cli import main
 from jepa.hub import latest_checkpoint
 
 LONG = {"max_epochs": 2, "max_steps": -1, "deterministic": True}  # 19 videos / 4 = 4 steps per epoch
@@ -76,7 +76,7 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path: Pat
     atomic_save({"state_dict": {"w": torch.zeros(3)}, "global_step": 1}, path)
     code = textwrap.dedent(f"""
         import os, signal, torch
-        from jepa.checkpointing import atomic_save
+        from jepa.training.checkpointing import atomic_save
 
         def dying_save(obj, f, *args, **kwargs):  # half a checkpoint, then the process is killed
             f.write(b"PK" + b"x" * 4096)

@@ -13,9 +13,9 @@ import torch
 import yaml
 
 import jepa
-from jepa.cli import main
+from jepa.training.cli import main
 from jepa.hub import create_encoder, encoder_meta, export_encoder, load_encoder
-from jepa.pretrain import VideoJEPA
+from jepa.methods.vjepa import VideoJEPA
 
 RECIPES = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
 
@@ -157,7 +157,7 @@ def test_every_recipe_parses(recipe: Path, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["fit", "--config", str(recipe), "--print_config"])
     assert e.value.code == 0
-    assert "jepa.pretrain.VideoJEPA" in capsys.readouterr().out
+    assert "jepa.methods.vjepa.VideoJEPA" in capsys.readouterr().out
 
 
 def test_unknown_config_key_is_named(capsys) -> None:

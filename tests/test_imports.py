@@ -49,7 +49,8 @@ def project_modules() -> list[str]:
     for package in ("jepa", "data_pipelines"):
         names.append(package)
         for info in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}."):
-            names.append(info.name)
+            if not info.name.endswith(".__main__"):  # runs the CLI when imported
+                names.append(info.name)
     return names
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fitting import tiny_fit_config
 
-from jepa.cli import main
+from jepa.training.cli import main
 from jepa.hub import load_encoder
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jepa.ema import TargetEncoder, momentum_at
+from jepa.objectives.targets import TargetEncoder, momentum_at
 from jepa.hub import load_encoder
-from jepa.losses import vicreg_terms
+from jepa.objectives.regularizers import vicreg_terms
 from jepa.masks import MaskSpec
-from jepa.pretrain import VideoJEPA
+from jepa.methods.vjepa import VideoJEPA
 
 SIZE = (4, 32, 32)
 

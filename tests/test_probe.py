@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from jepa.cli import main
+from jepa.training.cli import main
 from jepa.hub import encoder_meta, save_encoder
 from jepa.models.vit import VideoViT
 from jepa.probe.features import (

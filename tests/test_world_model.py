@@ -12,7 +12,7 @@ from data_pipelines.trajectories import TrajectoryClipDataset
 from jepa.envs import TwoRooms
 from jepa.envs.collect import collect
 from jepa.models.ac_predictor import ActionConditionedPredictor, block_causal_mask
-from jepa.world_model import ActionConditionedWorldModel, load_world_model
+from jepa.methods.world_model import ActionConditionedWorldModel, load_world_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jepa.cli import main
+from jepa.training.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

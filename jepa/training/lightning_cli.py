@@ -4,19 +4,19 @@
     jepa fit --config configs/pretrain/quickstart.yaml --trainer.max_epochs 1 --model.init_args.lr 1e-3
     jepa fit --config configs/pretrain/quickstart.yaml --print_config
 
-A recipe names its classes (``model.class_path: jepa.pretrain.VideoJEPA``,
+A recipe names its classes (``model.class_path: jepa.methods.vjepa.VideoJEPA``,
 ``data.class_path: data_pipelines.datamodule.VideoDataModule``) so pretraining and world
 models share one entry point. Defaults when a recipe leaves them out: wandb in offline mode
 (no account or network needed; ``wandb sync`` later) plus a CSV logger under
 ``trainer.default_root_dir``, a checkpoint callback keeping ``last.ckpt`` and the best
 ``val/loss``, a learning-rate monitor, and fp32 on CPU / bf16-mixed on GPU.
 
-Fault tolerance (``jepa.checkpointing``): checkpoints are written atomically;
+Fault tolerance (``jepa.training.checkpointing``): checkpoints are written atomically;
 ``--checkpoint_every_n_steps N`` adds a ``last-step.ckpt`` every N optimizer steps for long
 epochs; SIGTERM / SIGUSR1 (SLURM preemption) save ``last-preempted.ckpt`` at the end of the current
 step and exit with status 75; ``--ckpt_path last`` resumes from the newest ``last*.ckpt``
 (weights, optimizer, schedules, EMA target, step counters, RNG states and the position in
-the epoch's data order). Before training starts, ``jepa.preflight`` checks data paths, clip
+the epoch's data order). Before training starts, ``jepa.training.preflight`` checks data paths, clip
 lengths, input sizes and the checkpoint to resume; a bad value stops the run with one line
 naming the key (exit status 2), as do unknown keys and wrong types.
 """
@@ -43,10 +43,10 @@ def default_trainer() -> dict[str, Any]:
 
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
-PREEMPTION = "jepa.checkpointing.PreemptionCheckpoint"
-SKIPPED = "jepa.monitors.SkippedFilesMonitor"
-ATOMIC_IO = "jepa.checkpointing.AtomicCheckpointIO"
-FSDP = "jepa.distributed.JepaFSDPStrategy"
+PREEMPTION = "jepa.training.checkpointing.PreemptionCheckpoint"
+SKIPPED = "jepa.training.callbacks.SkippedFilesMonitor"
+ATOMIC_IO = "jepa.training.checkpointing.AtomicCheckpointIO"
+FSDP = "jepa.training.distributed.JepaFSDPStrategy"
 EXIT_CONFIG, EXIT_FAILED, EXIT_PREEMPTED = 2, 1, 75  # 75: EX_TEMPFAIL, "try again"
 
 
@@ -70,7 +70,7 @@ class JepaCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
-        if trainer.get("strategy") == "fsdp":  # FSDP2 per Block (jepa.distributed)
+        if trainer.get("strategy") == "fsdp":  # FSDP2 per Block (jepa.training.distributed)
             trainer["strategy"] = _ns(FSDP)
         root = trainer.get("default_root_dir") or "outputs/run"
         trainer["default_root_dir"] = root
@@ -117,7 +117,7 @@ class JepaCLI(LightningCLI):
         """Check an explicit ``--ckpt_path`` file before LightningCLI reads hyper-parameters from it."""
         import importlib
 
-        from jepa.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
+        from jepa.training.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
 
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
@@ -133,7 +133,7 @@ class JepaCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
-        from jepa.preflight import preflight
+        from jepa.training.preflight import preflight
 
         ckpt = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
         preflight(self.model, self.datamodule, self.trainer, ckpt)
@@ -158,9 +158,9 @@ def run(argv: Sequence[str]) -> int:
 
     from data_pipelines.dataset import NoUsableData
     from data_pipelines.decode import DecodeError
-    from jepa.checkpointing import CheckpointError, Preempted
-    from jepa.nonfinite import NonFiniteLossError
-    from jepa.preflight import ConfigError
+    from jepa.training.checkpointing import CheckpointError, Preempted
+    from jepa.methods.nonfinite import NonFiniteLossError
+    from jepa.training.preflight import ConfigError
 
     command = f"jepa {argv[0]}" if argv else "jepa"
     try:

@@ -13,7 +13,7 @@
                         ``--ckpt_path last``.
 ``read_checkpoint``     the validated dict of a checkpoint file, or ``CheckpointError``.
 
-``jepa fit`` installs both by default (see ``jepa.train_cli``).
+``jepa fit`` installs both by default (see ``jepa.training.lightning_cli``).
 """
 
 from __future__ import annotations

@@ -63,13 +63,13 @@ def recipe_model() -> tuple[dict[str, Any], int]:
 
 
 def build(kwargs: dict[str, Any], device: str) -> Any:
-    from jepa.world_model import ActionConditionedWorldModel
+    from jepa.methods.world_model import ActionConditionedWorldModel
 
     return ActionConditionedWorldModel(**kwargs).to(device).eval()
 
 
 def main(args: argparse.Namespace) -> int:
-    from jepa.world_model import load_world_model
+    from jepa.methods.world_model import load_world_model
 
     torch.manual_seed(0)
     np.random.seed(0)

@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipelines.resumable import mix_seed
-from jepa.ema import TargetEncoder, momentum_at
-from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
+from jepa.objectives.targets import TargetEncoder, momentum_at
+from jepa.objectives.regularizers import LossKind, effective_rank, prediction_loss, vicreg_terms
 from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMaskSampler
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
 from jepa.models.vit import VideoViT, gather_tokens
-from jepa.nonfinite import NonFiniteGuard, NonFinitePolicy
-from jepa.schedules import WarmupCosineLRWD
+from jepa.methods.nonfinite import NonFiniteGuard, NonFinitePolicy
+from jepa.methods.schedules import WarmupCosineLRWD
 
 
 def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
@@ -104,7 +104,7 @@ class VideoJEPA(NonFiniteGuard):
             "sample": each clip's masks are a function of (seed, step, clip) alone, so a run
             draws the same masks for the same global batch on any number of processes.
         nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
-            and counted (see ``jepa.nonfinite``).
+            and counted (see ``jepa.methods.nonfinite``).
         max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
     """
 
@@ -208,8 +208,8 @@ class VideoJEPA(NonFiniteGuard):
         self._build((dhp["num_frames"], dhp["crop_size"], dhp["crop_size"]))
 
     def configure_model(self) -> None:
-        """Under ``--trainer.strategy fsdp``: shard Blocks and networks with FSDP2 (``jepa.distributed``)."""
-        from jepa.distributed import shard_module
+        """Under ``--trainer.strategy fsdp``: shard Blocks and networks with FSDP2 (``jepa.training.distributed``)."""
+        from jepa.training.distributed import shard_module
 
         target = self.target_encoder.encoder if self.target_encoder is not None else None
         shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "expander": self.expander})

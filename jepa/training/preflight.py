@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 
-from jepa.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
+from jepa.training.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
 
 MAX_PROBED_VIDEOS = 64  # videos opened to check that a clip fits (container metadata only)
 

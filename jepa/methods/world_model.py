@@ -17,7 +17,7 @@ setup (saved in the checkpoint), so callers pass raw environment actions.
 
 Python API for planning::
 
-    wm = ActionConditionedWorldModel.load_from_checkpoint(path)   # or jepa.world_model.load_world_model
+    wm = ActionConditionedWorldModel.load_from_checkpoint(path)   # or jepa.methods.world_model.load_world_model
     z0 = wm.encode(obs)                      # uint8 [B, H, W, 3] (numpy or torch) -> [B, P, D]
     zs = wm.rollout(z0, actions)             # actions [B, H, A] -> latents [B, H, P, D]
 """
@@ -34,14 +34,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
-from jepa.ema import TargetEncoder, momentum_at
-from jepa.losses import LossKind, effective_rank, prediction_loss, vicreg_terms
+from jepa.objectives.targets import TargetEncoder, momentum_at
+from jepa.objectives.regularizers import LossKind, effective_rank, prediction_loss, vicreg_terms
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
 from jepa.models.vit import PRESETS, VideoViT
-from jepa.nonfinite import NonFiniteGuard, NonFinitePolicy
-from jepa.pretrain import param_groups
-from jepa.schedules import WarmupCosineLRWD
+from jepa.methods.nonfinite import NonFiniteGuard, NonFinitePolicy
+from jepa.methods.vjepa import param_groups
+from jepa.methods.schedules import WarmupCosineLRWD
 
 
 class FrameEncoder(nn.Module):
@@ -96,7 +96,7 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay: AdamW and its
             warmup-cosine schedule.
         nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
-            and counted (see ``jepa.nonfinite``).
+            and counted (see ``jepa.methods.nonfinite``).
         max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
     """
 
@@ -200,8 +200,8 @@ class ActionConditionedWorldModel(NonFiniteGuard):
             self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     def configure_model(self) -> None:
-        """Under ``--trainer.strategy fsdp``: shard the networks with FSDP2 (``jepa.distributed``)."""
-        from jepa.distributed import shard_module
+        """Under ``--trainer.strategy fsdp``: shard the networks with FSDP2 (``jepa.training.distributed``)."""
+        from jepa.training.distributed import shard_module
 
         target = self.target_encoder.encoder if self.target_encoder is not None else None
         shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "idm": self.idm})

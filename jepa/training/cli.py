@@ -79,7 +79,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         import torch
 
         from jepa.hub import latest_checkpoint
-        from jepa.world_model import load_world_model
+        from jepa.methods.world_model import load_world_model
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -101,7 +101,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_plan(args: argparse.Namespace) -> int:
-    from jepa.planning.bench import main as bench_main
+    from jepa.benchmarks.plan import main as bench_main
 
     return bench_main(args)
 
@@ -133,7 +133,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_data(args: argparse.Namespace) -> int:
-    from data_pipelines.bench import run_benchmark
+    from jepa.benchmarks.data import run_benchmark
 
     run_benchmark(
         data_dir=args.data, videos=args.videos, workers=args.workers, batch_size=args.batch_size,
@@ -188,7 +188,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_train(args: argparse.Namespace) -> int:
-    from jepa.bench_train import run_train_benchmark
+    from jepa.benchmarks.train import run_train_benchmark
 
     run_train_benchmark(
         config=args.config, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
@@ -353,7 +353,7 @@ LIGHTNING_COMMANDS = ("fit", "validate")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        from jepa.train_cli import run
+        from jepa.training.lightning_cli import run
 
         return run(argv)
     args = build_parser().parse_args(argv)
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from jepa.checkpointing import CheckpointError
+    from jepa.training.checkpointing import CheckpointError
 
     try:
         return int(args.func(args) or 0)

@@ -42,7 +42,7 @@ import yaml
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from jepa.pretrain import VideoJEPA, param_groups
+from jepa.methods.vjepa import VideoJEPA, param_groups
 
 # Override keys that set the input instead of a model argument.
 INPUT_KEYS = ("num_frames", "crop_size", "batch_size")
