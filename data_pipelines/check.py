@@ -11,7 +11,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from data_pipelines.decode import DecodeError, open_video
+from data_pipelines.decoding import DecodeError, open_video
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import load_source
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data_pipelines.batching import SLOT_KEY, BufferRing, ClipBatch, collate_clips, empty_shared
-from data_pipelines.decode import ERROR_KINDS, DecodeError, open_video
+from data_pipelines.decoding import ERROR_KINDS, DecodeError, open_video
 from data_pipelines.resumable import mix_seed
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.sources import VideoSource, load_source

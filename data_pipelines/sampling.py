@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from data_pipelines.decode import DecodeError
+from data_pipelines.decoding import DecodeError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.decode import VIDEO_EXTENSIONS
+from data_pipelines.decoding import VIDEO_EXTENSIONS
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_pipelines.decode import decode_all, open_video
+from data_pipelines.decoding import decode_all, open_video
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ ALIASES: dict[str, str] = {
     "jepa.world_model": "jepa.methods.world_model",
     "jepa.nonfinite": "jepa.methods.nonfinite",
     "jepa.schedules": "jepa.methods.schedules",
-    "jepa.losses": "jepa.objectives.regularizers",
+    "jepa.losses": "jepa.objectives",
     "jepa.ema": "jepa.objectives.targets",
     "jepa.cli": "jepa.training.cli",
     "jepa.train_cli": "jepa.training.lightning_cli",

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from data_pipelines.decode import PyAVReader
+from data_pipelines.decoding import PyAVReader
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_resize_normalize
 from jepa.models.vit import VideoViT

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipelines.synth import MovingShapesConfig, make_moving_shapes, write_video
+from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
+from data_pipelines.writers import write_video
 
 
 def smooth_frames(t: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:

@@ -13,9 +13,9 @@ import pytest
 from torch.utils.data import DataLoader
 
 from data_pipelines.dataset import VideoClipDataset, collate_clips
-from data_pipelines.decode import DecodeError, decode_all, open_video
+from data_pipelines.decoding import DecodeError, decode_all, open_video
 from data_pipelines.sampling import ClipSampler
-from data_pipelines.synth import write_manifest
+from data_pipelines.writers import write_manifest
 
 
 def _audio_only(path: Path) -> None:
@@ -52,7 +52,7 @@ def make_bad(kind: str, tmp: Path, good: Path) -> Path:
         p = tmp / "faststart.mp4"
         from conftest import smooth_frames
 
-        from data_pipelines.synth import write_video
+        from data_pipelines.writers import write_video
 
         full = tmp / "faststart_full.mp4"
         write_video(full, smooth_frames(40), 25, gop=8)
@@ -193,7 +193,7 @@ def test_batches_mix_sizes_and_replacements(tmp_path: Path, make_video) -> None:
     true frame sizes when they don't; a bad file inside a batch is replaced in place."""
     from conftest import smooth_frames
 
-    from data_pipelines.synth import write_video
+    from data_pipelines.writers import write_video
 
     big = tmp_path / "big.mp4"
     write_video(big, smooth_frames(40, h=64, w=80), 25, gop=8)

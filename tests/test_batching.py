@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from data_pipelines.batching import SLOT_KEY, ClipBatch
 from data_pipelines.dataset import VideoClipDataset, collate_clips
-from data_pipelines.decode import decode_all
+from data_pipelines.decoding import decode_all
 from data_pipelines.sampling import ClipSampler
 
 

@@ -11,7 +11,7 @@ import torch
 
 from data_pipelines.datamodule import VideoDataModule
 from data_pipelines.dataset import VideoClipDataset
-from data_pipelines.decode import decode_all
+from data_pipelines.decoding import decode_all
 from data_pipelines.sampling import ClipSampler
 
 

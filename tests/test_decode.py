@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import smooth_frames
 
-from data_pipelines.decode import PyAVReader, decode_all, open_video
+from data_pipelines.decoding import PyAVReader, decode_all, open_video
 from data_pipelines.sampling import ClipSampler
 
 
@@ -126,3 +126,24 @@ def test_sampler_fps_uniform_and_short() -> None:
     assert pad.tolist() == [[0, 2, 4, 6, 6, 6]]
     with pytest.raises(Exception, match="too_short.*7 frames, a clip needs 11"):
         ClipSampler(num_frames=6, frame_step=2)(7, path="v.mp4")
+
+
+def test_old_import_paths_expose_the_same_objects() -> None:
+    """``data_pipelines.decode`` / ``.torchcodec_backend`` / ``synth``'s writers still import and
+    re-export the moved objects themselves (no copies); torchcodec need not be installed."""
+    import data_pipelines.decode as old
+    import data_pipelines.decoding as new
+    import data_pipelines.decoding.torchcodec as new_tc
+    import data_pipelines.synth as synth
+    import data_pipelines.torchcodec_backend as old_tc
+    import data_pipelines.writers as writers
+    from data_pipelines.decoding import common
+
+    for name in ("DecodeError", "open_video", "PyAVReader", "VideoReader", "VIDEO_EXTENSIONS",
+                 "ERROR_KINDS", "check_file", "decode_all", "frame_to_rgb"):
+        assert getattr(old, name) is getattr(new, name), name
+    assert old._output_size is common.output_size
+    assert old_tc.TorchCodecReader is new_tc.TorchCodecReader
+    assert old_tc.torchcodec_available is new_tc.torchcodec_available
+    for name in ("write_video", "write_manifest", "write_split_manifests"):
+        assert getattr(synth, name) is getattr(writers, name), name

@@ -1,11 +1,20 @@
-"""Two Rooms physics, rendering and episode API."""
+"""Two Rooms physics, rendering and episode API; the environment registry; the random-walk policy."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jepa.envs import Layout, TwoRooms, TwoRoomsConfig, clip_actions, dynamics
+from jepa.envs import Layout, TwoRooms, TwoRoomsConfig, clip_actions, dynamics, registry
+from jepa.envs.base import Env
+from jepa.envs.policies import RandomWalkPolicy
+from jepa.envs.registry import env_names, make_env, register
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def walk(env: TwoRooms, action: tuple[float, float], steps: int) -> np.ndarray:
@@ -122,8 +131,6 @@ def test_goal_success_and_other_room_goals() -> None:
 
 
 def test_random_walk_policy_bounces_off_walls_and_is_seeded() -> None:
-    from jepa.envs.collect import RandomWalkPolicy
-
     env = TwoRooms()
     frames, actions, states = RandomWalkPolicy(momentum=0.95, noise=0.2).rollout(env, 200, np.random.default_rng(0))
     assert frames.shape == (201, 64, 64, 3) and actions.shape == (200, 2) and states.shape == (201, 2)
@@ -133,3 +140,166 @@ def test_random_walk_policy_bounces_off_walls_and_is_seeded() -> None:
     assert at_border < np.mean((sticky < 0.5) | (sticky > env.config.size - 1.5), axis=0).max()
     again = RandomWalkPolicy(momentum=0.95, noise=0.2).rollout(env, 200, np.random.default_rng(0))
     np.testing.assert_array_equal(again[1], actions)
+
+
+# -- registry -------------------------------------------------------------------------------------
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_registry_lists_both_environments_without_importing_gym_pusht() -> None:
+    proc = run_python(
+        "import sys\n"
+        "from jepa.envs import env_names\n"
+        "from jepa.training.cli import build_parser\n"
+        "names = env_names()\n"
+        "build_parser()\n"
+        "print(names, 'gym_pusht' in sys.modules, 'jepa.envs.pusht' in sys.modules)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["['pusht',", "'two-rooms']", "False", "False"]
+
+
+def test_cli_environment_choices_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jepa.training.cli import build_parser
+
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    register("toy-rooms", TwoRooms.make)
+    parser = build_parser()
+    assert parser.parse_args(["data", "collect", "toy-rooms", "--out", "x"]).env == "toy-rooms"
+    assert parser.parse_args(["plan", "--env", "toy-rooms"]).env == "toy-rooms"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["plan", "--env", "no-such-env"])
+
+
+def test_unknown_environment_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown environment 'two_rooms'; known environments: pusht, two-rooms"):
+        make_env("two_rooms")
+
+
+def test_pusht_without_gym_pusht_says_how_to_install() -> None:
+    proc = run_python(
+        "import sys\n"
+        "sys.modules['gym_pusht'] = None  # as if not installed\n"
+        "from jepa.envs import make_env\n"
+        "try:\n"
+        "    make_env('pusht')\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'jepa[envs]'" in proc.stdout
+
+
+def test_register_callables_and_lazy_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    register("small-rooms", lambda **kw: TwoRooms.make(size=33, wall_x=16.0, door_y=16.0, **kw))
+    register("lazy-rooms", "jepa.envs.two_rooms:TwoRooms")  # a class with make(**overrides)
+    assert {"small-rooms", "lazy-rooms"} <= set(env_names())
+    small = make_env("small-rooms", success_radius=2.0)
+    assert small.config.size == 33 and small.config.success_radius == 2.0
+    lazy = make_env("lazy-rooms", max_steps=7)
+    assert isinstance(lazy, TwoRooms) and isinstance(lazy, Env) and lazy.config.max_steps == 7
+    with pytest.raises(ValueError, match="module:attribute"):
+        register("bad", "jepa.envs.two_rooms.TwoRooms")
+    with pytest.raises(TypeError):  # an unknown option reaches the config and fails there
+        make_env("two-rooms", no_such_option=1)
+
+
+# -- the environment's own rules ------------------------------------------------------------------
+
+
+def test_two_rooms_success_rule_agrees_with_the_distance_test() -> None:
+    env = TwoRooms.make(success_radius=4.5)
+    env.reset(seed=0, options={"state": (10.0, 10.0), "goal": (20.0, 30.0)})
+    goal = np.array([20.0, 30.0])
+    states = [goal, goal + [4.4, 0.0], goal + [0.0, -4.5], goal + [3.2, 3.2], goal + [3.18, 3.18], goal + [4.6, 0.0],
+              np.array([10.0, 10.0])]
+    old = [float(np.linalg.norm(s - goal)) <= 4.5 for s in states]  # the rule evaluate used to assume
+    assert old == [True, True, True, False, True, False, False]
+    assert [env.is_success(s, goal) for s in states] == old
+    assert [env.is_success(s) for s in states] == old  # the goal set by reset
+    assert env.is_success() is False  # the current state (10, 10)
+    assert env.is_success(goal, None) is True
+    assert TwoRooms().is_success(np.zeros(2)) is False  # no goal: never a success
+    assert env.success_rule() == "agent within 4.5 px of the goal"
+    wide = TwoRooms.make(success_radius=5.0)
+    assert wide.is_success(goal + [4.6, 0.0], goal) and wide.success_rule() == "agent within 5.0 px of the goal"
+    assert env.has_true_dynamics and env.max_action_norm == 2.5 and env.name == "two-rooms"
+    assert env.room(np.array([5.0, 5.0])) == 0 and env.room(np.array([60.0, 5.0])) == 1
+
+
+def test_two_rooms_goal_picture_rings_the_goal() -> None:
+    env = TwoRooms()
+    frame, _ = env.reset(seed=0, options={"state": (10.0, 10.0)})
+    pic = env.goal_picture(frame, np.array([40.0, 40.0]))
+    assert pic.shape == frame.shape and not np.shares_memory(pic, frame)
+    ring = np.all(pic == (40, 220, 60), axis=-1)
+    ys, xs = np.nonzero(ring)
+    s = 64 / 65
+    cx, cy = (40.0 + 0.5) * s - 0.5, (40.0 + 0.5) * s - 0.5
+    r = np.hypot(xs - cx, ys - cy)
+    assert ring.sum() > 10 and np.all(np.abs(r - 4.5 * s) < 0.7)
+    np.testing.assert_array_equal(pic[~ring], frame[~ring])
+
+
+def test_episode_options_rebuild_the_episode() -> None:
+    env = TwoRooms.make(random_wall=True, random_door=True)
+    env.reset(seed=4)
+    env.sample_goal(other_room=True)
+    opts = env.episode_options()
+    obs, goal_img = env.render(), env.render_goal()
+    other = TwoRooms.make(random_wall=True, random_door=True)
+    obs2, info = other.reset(seed=99, options=opts)
+    np.testing.assert_array_equal(obs2, obs)
+    np.testing.assert_array_equal(other.render_goal(), goal_img)
+    assert info["layout"] == vars(env.layout)
+    arrays = env.episode_arrays()
+    assert sorted(arrays) == ["layout_door_size", "layout_door_y", "layout_wall_width", "layout_wall_x"]
+    assert arrays["layout_wall_x"] == np.float32(env.layout.wall_x)
+
+
+# -- the random-walk policy -----------------------------------------------------------------------
+
+
+def test_collect_writes_the_same_actions_as_before(tmp_path: Path) -> None:
+    """Values recorded from the pre-registry collection code (two-rooms, seed 0, episode 0, 40 steps)."""
+    from jepa.envs.collect import collect
+
+    collect("two-rooms", tmp_path, episodes=1, steps=40, seed=0, workers=1)
+    z = np.load(tmp_path / "episodes" / "000000.npz")
+    want_first = [[-0.04371785372495651, 0.18480610847473145], [0.32224899530410767, 1.4703255891799927],
+                  [1.2371050119400024, 0.6195577383041382]]
+    np.testing.assert_array_equal(z["actions"][:3], np.array(want_first, np.float32))
+    np.testing.assert_array_equal(z["actions"][-1], np.array([0.315571129322052, 0.6844214797019958], np.float32))
+    np.testing.assert_array_equal(z["states"][-1], np.array([14.45486068725586, 37.38884735107422], np.float32))
+    assert z["actions"].shape == (40, 2) and float(z["layout_wall_x"]) == 32.0
+
+
+def test_collect_module_reexports_the_policy_and_the_registry() -> None:
+    from jepa.envs import collect as collect_module
+    from jepa.envs import policies
+
+    assert collect_module.RandomWalkPolicy is policies.RandomWalkPolicy
+    assert collect_module.make_env is registry.make_env
+    assert not hasattr(collect_module, "ENVS") and not hasattr(collect_module, "register_env")
+
+
+def test_online_walk_takes_the_rollouts_actions() -> None:
+    policy = RandomWalkPolicy(momentum=0.95, noise=0.3)
+    env = TwoRooms()
+    env.reset(seed=1)
+    start = env.state.copy()
+    _, actions, states = policy.rollout(env, 60, np.random.default_rng(7), reset=False)
+    env.reset(options={"state": start})
+    act = policy.actor(env, np.random.default_rng(7))
+    obs, info = env.render(), env.info()
+    online = []
+    for _ in range(60):
+        a = act(obs, info)
+        online.append(a)
+        obs, _, _, _, info = env.step(a)
+    np.testing.assert_array_equal(np.array(online, np.float32), actions)
+    np.testing.assert_array_equal(np.float32(env.state), states[-1])

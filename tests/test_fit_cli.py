@@ -147,8 +147,10 @@ def test_print_config_lists_every_model_and_data_key(capsys) -> None:
         main(["fit", "--config", "configs/pretrain/quickstart.yaml", "--print_config"])
     assert e.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    for key in ("masks", "var_weight", "cov_weight", "target", "ema_momentum", "final_weight_decay"):
+    for key in ("masks", "regularizer", "regularize_on", "target", "ema_momentum", "final_weight_decay"):
         assert key in cfg["model"]["init_args"], key
+    reg = cfg["model"]["init_args"]["regularizer"]
+    assert reg["class_path"] == "jepa.objectives.VICReg" and reg["init_args"]["cov_weight"] == 0.2
     assert cfg["data"]["init_args"]["num_frames"] == 8
 
 
@@ -157,7 +159,7 @@ def test_every_recipe_parses(recipe: Path, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["fit", "--config", str(recipe), "--print_config"])
     assert e.value.code == 0
-    assert "jepa.methods.vjepa.VideoJEPA" in capsys.readouterr().out
+    assert "jepa.methods.VideoJEPA" in capsys.readouterr().out
 
 
 def test_unknown_config_key_is_named(capsys) -> None:

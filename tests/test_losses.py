@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from jepa.objectives.regularizers import (
+from jepa.objectives import (
     covariance_loss,
     effective_rank,
     prediction_loss,

@@ -12,8 +12,10 @@ from jepa.envs.pusht import angle_difference, pusht_success
 
 pytest.importorskip("gym_pusht", reason="the [envs] extra (gym-pusht) is not installed")
 
-from jepa.envs.collect import RandomWalkPolicy, collect, make_env  # noqa: E402
+from jepa.envs.collect import collect  # noqa: E402
+from jepa.envs.policies import RandomWalkPolicy  # noqa: E402
 from jepa.envs.pusht import PushT  # noqa: E402
+from jepa.envs.registry import make_env  # noqa: E402
 
 
 def reference_success(state: list[float], goal: list[float]) -> bool:
@@ -23,18 +25,21 @@ def reference_success(state: list[float], goal: list[float]) -> bool:
     return pos < 20 and min(d, 2 * math.pi - d) < math.pi / 9
 
 
+GOAL = [200.0, 200.0, 300.0, 300.0, 0.05]
+CASES = [
+    [200.0, 200.0, 300.0, 300.0, 0.05],  # exact
+    [210.0, 210.0, 305.0, 300.0, 0.2],  # inside both tolerances
+    [214.0, 200.0, 314.0, 300.0, 0.05],  # 4-D distance 19.8: in, though each part is < 20
+    [215.0, 200.0, 315.0, 300.0, 0.05],  # 4-D distance 21.2: out
+    [200.0, 200.0, 300.0, 300.0, 0.05 + math.pi / 9 + 0.01],  # angle just out
+    [200.0, 200.0, 300.0, 300.0, 2 * math.pi - 0.2],  # wraps around: 0.25 rad apart -> in
+    [200.0, 200.0, 300.0, 300.0, math.pi],  # opposite
+    [200.0, 240.0, 300.0, 300.0, 0.05],  # agent far, block exact: out
+]
+
+
 def test_success_criterion_matches_the_reference() -> None:
-    goal = [200.0, 200.0, 300.0, 300.0, 0.05]
-    cases = [
-        [200.0, 200.0, 300.0, 300.0, 0.05],  # exact
-        [210.0, 210.0, 305.0, 300.0, 0.2],  # inside both tolerances
-        [214.0, 200.0, 314.0, 300.0, 0.05],  # 4-D distance 19.8: in, though each part is < 20
-        [215.0, 200.0, 315.0, 300.0, 0.05],  # 4-D distance 21.2: out
-        [200.0, 200.0, 300.0, 300.0, 0.05 + math.pi / 9 + 0.01],  # angle just out
-        [200.0, 200.0, 300.0, 300.0, 2 * math.pi - 0.2],  # wraps around: 0.25 rad apart -> in
-        [200.0, 200.0, 300.0, 300.0, math.pi],  # opposite
-        [200.0, 240.0, 300.0, 300.0, 0.05],  # agent far, block exact: out
-    ]
+    goal, cases = GOAL, CASES
     got = pusht_success(np.array(cases), np.array(goal))
     want = [reference_success(c, goal) for c in cases]
     assert got.tolist() == want
@@ -118,3 +123,30 @@ def test_random_walk_continues_without_reset() -> None:
     frames, actions, states = RandomWalkPolicy().rollout(env, 5, np.random.default_rng(0), reset=False)
     np.testing.assert_allclose(states[0], start, atol=1e-6)
     assert frames.shape[0] == 6 and actions.shape == (5, 2)
+
+
+def test_env_success_rule_agrees_with_the_dino_wm_test() -> None:
+    env = make_env("pusht")
+    assert isinstance(env, PushT) and env.name == "pusht" and not env.has_true_dynamics
+    env.reset(options={"state": np.array(CASES[1]), "goal": np.array(GOAL)})
+    want = [reference_success(c, GOAL) for c in CASES]
+    assert [env.is_success(np.array(c), np.array(GOAL)) for c in CASES] == want
+    assert [env.is_success(np.array(c)) for c in CASES] == want  # against the goal set by reset
+    assert env.is_success() is True  # the current state, CASES[1]
+    assert env.success_rule() == "DINO-WM: ||(agent, block) xy - goal|| < 20 and block angle within 0.3491 rad"
+    loose = PushT.make(position_tolerance=25.0)  # 4-D distance 21.2: in with a 25-unit tolerance
+    assert loose.is_success(np.array(CASES[3]), np.array(GOAL)) and "< 25 and" in loose.success_rule()
+    assert loose.success_parameters() == {"position_tolerance": 25.0, "angle_tolerance": math.pi / 9}
+
+
+def test_goal_picture_and_paths_show_the_block() -> None:
+    env = PushT.make()
+    frame, _ = env.reset(seed=0)
+    goal = env.sample_goal()
+    pic = env.goal_picture(frame, goal)
+    assert pic.shape == (64, 64 + 2 + 64, 3)
+    np.testing.assert_array_equal(pic[:, :64], frame)
+    np.testing.assert_array_equal(pic[:, 66:], env.render_goal())
+    np.testing.assert_array_equal(env.path_coordinates(np.array([CASES[1], GOAL])), [[305.0, 300.0], [300.0, 300.0]])
+    assert env.path_subject == "block" and env.plot_extent() == (0.0, 512.0)
+    assert env.episode_arrays() == {} and env.room(goal) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.decode import decode_all
+from data_pipelines.decoding import decode_all
 from data_pipelines.synth import (
     COLORS,
     LABEL_COLUMNS,

@@ -17,12 +17,12 @@ pytest.importorskip("torchcodec")
 
 from test_bad_files import make_bad
 
-from data_pipelines.decode import DecodeError, PyAVReader, decode_all, open_video  # noqa: E402
-from data_pipelines.synth import write_video  # noqa: E402
-from data_pipelines.torchcodec_backend import (  # noqa: E402
+from data_pipelines.decoding import DecodeError, PyAVReader, decode_all, open_video  # noqa: E402
+from data_pipelines.decoding.torchcodec import (  # noqa: E402
     TorchCodecReader,
     torchcodec_available,
 )
+from data_pipelines.writers import write_video  # noqa: E402
 
 if not torchcodec_available():
     pytest.skip(

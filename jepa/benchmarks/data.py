@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from data_pipelines.dataset import VideoClipDataset, collate_clips
-from data_pipelines.decode import frame_to_rgb
+from data_pipelines.decoding import frame_to_rgb
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
 

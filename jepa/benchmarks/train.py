@@ -42,7 +42,8 @@ import yaml
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from jepa.methods.vjepa import VideoJEPA, param_groups
+from jepa.methods.base import param_groups
+from jepa.methods.vjepa import VideoJEPA
 
 # Override keys that set the input instead of a model argument.
 INPUT_KEYS = ("num_frames", "crop_size", "batch_size")
@@ -236,7 +237,7 @@ def run_train_benchmark(
     assert model.encoder is not None and model.predictor is not None
     hp = model.hparams
     opt = torch.optim.AdamW(
-        param_groups({"encoder": model.encoder, "predictor": model.predictor}),
+        param_groups(model.trained_modules()),
         lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
     )
     trained = [p for g in opt.param_groups for p in g["params"]]

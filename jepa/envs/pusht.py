@@ -23,6 +23,9 @@ need:
 
 gym-pusht always draws its fixed green target T; it is part of the scene and the same in every
 frame, so it carries no information about our goals (which are images of goal states).
+
+``PushT`` implements :class:`jepa.envs.base.Env`; the registry (``jepa.envs.registry``) names it
+``pusht`` lazily, so gym-pusht is imported only when a ``PushT`` is made.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from jepa.envs.base import Env
+from jepa.envs.policies import RandomWalkPolicy
 
 TABLE = 512.0
 
@@ -85,8 +91,12 @@ def _import_env() -> Any:
 
 
 @dataclass
-class PushT:
+class PushT(Env):
     """Gymnasium-style Push-T with relative actions, state goals and DINO-WM success; see the module doc."""
+
+    name: ClassVar[str] = "pusht"
+    has_true_dynamics: ClassVar[bool] = False  # pymunk steps one state at a time
+    path_subject: ClassVar[str] = "block"
 
     config: PushTConfig = field(default_factory=PushTConfig)
 
@@ -97,7 +107,6 @@ class PushT:
                        observation_height=c.obs_size)
         self.env.reset(seed=0)
         self.rng = np.random.default_rng()
-        self.layout = None  # no rooms: the evaluation treats every episode as one "room"
         self.goal: np.ndarray | None = None
         self.steps = 0
 
@@ -161,8 +170,6 @@ class PushT:
         ``other_room`` is accepted for interface parity with Two Rooms and ignored. The walk uses
         this environment's RNG (seeded by ``reset(seed)``), so goals come from the evaluation seed.
         """
-        from jepa.envs.collect import RandomWalkPolicy
-
         start, c = self.state, self.config
         best, best_motion = start, -1.0
         for _ in range(tries):
@@ -192,7 +199,7 @@ class PushT:
             self.sample_start()
         self.goal = np.asarray(options["goal"], dtype=np.float64) if options.get("goal") is not None else None
         self.steps = 0
-        return self.render(), self._info()
+        return self.render(), self.info()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64)
@@ -208,7 +215,7 @@ class PushT:
             warnings.simplefilter("ignore")
             self.env.step(clamped)
         self.steps += 1
-        info = self._info()
+        info = self.info()
         # Axes on which the table edge stopped the target: a random walk reverses along them.
         info["blocked"] = np.abs(clamped - target) > 1e-9
         success = bool(info.get("success", False))
@@ -226,17 +233,30 @@ class PushT:
         self._set_state(keep)
         return frame
 
-    def render_goal(self) -> np.ndarray:
-        if self.goal is None:
-            raise ValueError("PushT.render_goal: no goal set (reset with options={'goal': ...} or call sample_goal)")
-        return self.render_state(self.goal)
-
-    def is_success(self, state: np.ndarray | None = None) -> bool:
-        if self.goal is None:
+    def is_success(self, state: np.ndarray | None = None, goal: np.ndarray | None = None) -> bool:
+        """DINO-WM's test (:func:`pusht_success`) with this config's tolerances (default: current state and goal)."""
+        goal = self.goal if goal is None else goal
+        if goal is None:
             return False
         s = self.state if state is None else np.asarray(state)
         c = self.config
-        return bool(pusht_success(s, self.goal, c.position_tolerance, c.angle_tolerance))
+        return bool(pusht_success(s, goal, c.position_tolerance, c.angle_tolerance))
+
+    def success_rule(self) -> str:
+        c = self.config
+        return (f"DINO-WM: ||(agent, block) xy - goal|| < {c.position_tolerance:g} and block angle within "
+                f"{c.angle_tolerance:.4f} rad")
+
+    def success_parameters(self) -> dict[str, float]:
+        return {"position_tolerance": self.config.position_tolerance, "angle_tolerance": self.config.angle_tolerance}
+
+    # -- pictures (goal_picture: the base's goal image beside the frame) ---------------------
+    def path_coordinates(self, states: np.ndarray) -> np.ndarray:
+        """The block's position."""
+        return np.asarray(states)[..., 2:4]
+
+    def plot_extent(self) -> tuple[float, float]:
+        return (0.0, TABLE)
 
     def distance_to_goal(self, state: np.ndarray | None = None) -> float:
         if self.goal is None:
@@ -244,7 +264,7 @@ class PushT:
         s = self.state if state is None else np.asarray(state)
         return float(np.linalg.norm(s[:4] - self.goal[:4]))
 
-    def _info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         state = self.state
         info: dict[str, Any] = {"state": state, "room": 0, "steps": self.steps}
         if self.goal is not None:
@@ -254,11 +274,3 @@ class PushT:
             info["success"] = self.is_success(state)
         return info
 
-
-def _register() -> None:
-    from jepa.envs.collect import register_env
-
-    register_env("pusht", PushT.make)
-
-
-_register()

@@ -21,15 +21,20 @@ pixels to a fraction of a pixel.
 
 ``reset(seed, options={"state": (x, y), "goal": (x, y)})`` places agent and goal by hand; a
 ``goal`` in the options (or ``sample_goal``) makes ``step`` report ``info["success"]`` (within
-``success_radius`` pixels of the goal) and a reward of 1 on success.
+``success_radius`` pixels of the goal, ``is_success``) and a reward of 1 on success.
+``TwoRooms`` implements :class:`jepa.envs.base.Env` (registered as ``two-rooms``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from jepa.envs.base import Env, clip_actions
+
+__all__ = ["Layout", "TwoRooms", "TwoRoomsConfig", "clip_actions", "dynamics", "render_state"]
 
 AGENT_COLOR = np.array([255, 80, 40], dtype=np.float32)
 WALL_COLOR = np.array([150, 150, 150], dtype=np.float32)
@@ -105,13 +110,6 @@ class Layout:
         return (np.asarray(xy)[..., 0] >= self.wall_x).astype(np.int64)
 
 
-def clip_actions(actions: np.ndarray, max_norm: float) -> np.ndarray:
-    """Scale each 2D action ``[..., 2]`` down to ``max_norm`` where it is longer."""
-    a = np.asarray(actions, dtype=np.float64)
-    norm = np.linalg.norm(a, axis=-1, keepdims=True)
-    return a * np.minimum(1.0, max_norm / np.maximum(norm, 1e-12))
-
-
 def dynamics(state: np.ndarray, action: np.ndarray, layout: Layout, cfg: TwoRoomsConfig) -> np.ndarray:
     """Next agent positions for a batch: ``state [..., 2]`` and ``action [..., 2]`` -> ``[..., 2]``.
 
@@ -159,8 +157,12 @@ def render_state(xy: np.ndarray, layout: Layout, cfg: TwoRoomsConfig) -> np.ndar
 
 
 @dataclass
-class TwoRooms:
+class TwoRooms(Env):
     """Gymnasium-style Two Rooms environment (``reset``, ``step``, ``render``); see the module doc."""
+
+    name: ClassVar[str] = "two-rooms"
+    has_true_dynamics: ClassVar[bool] = True
+    path_subject: ClassVar[str] = "agent"
 
     config: TwoRoomsConfig = field(default_factory=TwoRoomsConfig)
 
@@ -187,6 +189,10 @@ class TwoRooms:
     @property
     def action_high(self) -> np.ndarray:
         return np.full(2, self.config.max_action_norm)
+
+    @property
+    def max_action_norm(self) -> float:
+        return self.config.max_action_norm
 
     # -- episode -----------------------------------------------------------------------------
     def _default_layout(self) -> Layout:
@@ -232,7 +238,7 @@ class TwoRooms:
             raise ValueError(f"TwoRooms.reset: start state {tuple(self.state)} is inside the wall")
         self.goal = np.asarray(options["goal"], dtype=np.float64) if options.get("goal") is not None else None
         self.steps = 0
-        return self.render(), self._info()
+        return self.render(), self.info()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64)
@@ -242,7 +248,7 @@ class TwoRooms:
             raise ValueError(f"TwoRooms.step: action must be finite, got {action}")
         self.state = dynamics(self.state, action, self.layout, self.config)
         self.steps += 1
-        info = self._info()
+        info = self.info()
         success = bool(info.get("success", False))
         truncated = self.steps >= self.config.max_steps
         return self.render(), float(success), success, truncated, info
@@ -250,10 +256,8 @@ class TwoRooms:
     def render(self) -> np.ndarray:
         return render_state(self.state, self.layout, self.config)
 
-    def render_goal(self) -> np.ndarray:
-        if self.goal is None:
-            raise ValueError("TwoRooms.render_goal: no goal set (reset with options={'goal': ...} or call sample_goal)")
-        return render_state(self.goal, self.layout, self.config)
+    def render_state(self, state: np.ndarray) -> np.ndarray:
+        return render_state(state, self.layout, self.config)
 
     # -- batched true dynamics (for planners) -----------------------------------------------
     def dynamics(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -265,10 +269,55 @@ class TwoRooms:
         s = self.state if state is None else np.asarray(state)
         return float(np.linalg.norm(s - self.goal))
 
-    def is_success(self, state: np.ndarray | None = None) -> bool:
-        return self.goal is not None and self.distance_to_goal(state) <= self.config.success_radius
+    def is_success(self, state: np.ndarray | None = None, goal: np.ndarray | None = None) -> bool:
+        """Within ``success_radius`` pixels of the goal (default: the current state and goal)."""
+        goal = self.goal if goal is None else goal
+        if goal is None:
+            return False
+        s = self.state if state is None else state
+        d = np.linalg.norm(np.asarray(s, np.float64) - np.asarray(goal, np.float64))
+        return bool(d <= self.config.success_radius)
 
-    def _info(self) -> dict[str, Any]:
+    def success_rule(self) -> str:
+        return f"agent within {self.config.success_radius} px of the goal"
+
+    def success_parameters(self) -> dict[str, float]:
+        return {"success_radius": self.config.success_radius}
+
+    def room(self, state: np.ndarray) -> int:
+        return int(self.layout.room(state))
+
+    def episode_options(self) -> dict[str, Any]:
+        return super().episode_options() | {"layout": dict(vars(self.layout))}
+
+    def episode_arrays(self) -> dict[str, np.ndarray]:
+        return {f"layout_{k}": np.float32(v) for k, v in asdict(self.layout).items()}
+
+    # -- pictures ----------------------------------------------------------------------------
+    def goal_picture(self, frame: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """A green ring of radius ``success_radius`` around the goal, on a copy of ``frame``."""
+        c = self.config
+        out = frame.copy()
+        s = c.obs_size / c.size
+        yy, xx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
+        cx, cy = (goal[0] + 0.5) * s - 0.5, (goal[1] + 0.5) * s - 0.5
+        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+        r = c.success_radius * s
+        out[(d > r - 0.7) & (d < r + 0.7)] = (40, 220, 60)
+        return out
+
+    def plot_extent(self) -> tuple[float, float]:
+        return (-0.5, self.config.size - 0.5)
+
+    def arena_patches(self, ax: Any) -> None:
+        """The wall, in grey, with its door."""
+        from matplotlib.patches import Rectangle
+
+        lay, size = self.layout, self.config.size
+        ax.add_patch(Rectangle((lay.wall_lo, -0.5), lay.wall_width, lay.door_lo + 0.5, color="0.6"))
+        ax.add_patch(Rectangle((lay.wall_lo, lay.door_hi), lay.wall_width, size - 0.5 - lay.door_hi, color="0.6"))
+
+    def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "state": self.state.copy(),
             "room": int(self.layout.room(self.state)),

@@ -1,17 +1,20 @@
-"""``VideoJEPA``: V-JEPA pretraining as a LightningModule.
+"""``VideoJEPA``: V-JEPA pretraining as a LightningModule (a ``JepaMethod``).
 
-One training step (see shared/DESIGN.md, "Data flow (pretraining)")::
+One training step (the architecture notes in ``docs/architecture.md`` show the whole data flow)::
 
     video [B, 3, T, H, W] (normalised, augmented on the device by the data module)
-    target encoder(full clip, no grad) -> layer norm -> h [B, N, D]
+    targets: target encoder(full clip) -> layer norm -> h [B, N, D]
+             (EMA copy, no gradient; or the online encoder: "stopgrad" detached, "online" not)
     for each mask set (default: short-range 8 x 15%, long-range 2 x 70%):
         context encoder(visible tokens) -> z [B, Nc, D]
         predictor(z, target positions)  -> p [B, Nt, D]
-        loss += prediction(p, h[target]) + VICReg variance/covariance on p and/or z
+        loss += prediction(p, h[target]) + regulariser(p and/or z)   (VICReg, SIGReg or none)
     optimizer step -> EMA update of the target encoder
 
-``target="stopgrad"`` drops the EMA copy: targets come from the online encoder under
-stop-gradient, and only the VICReg terms prevent collapse (EB-JEPA / PLDM style).
+The regulariser sees the predictor's outputs (its final linear projection back to the encoder
+width) and/or the context encoder's outputs, which pass through the encoder's final LayerNorm
+(per-token standardisation with a learned scale and shift), over all tokens or per-clip means;
+an optional expander MLP sits in between (``jepa.objectives.Regularizer``).
 
 Run it with ``jepa fit --config configs/pretrain/quickstart.yaml``. Every ``__init__``
 argument is a config key under ``model.init_args``.
@@ -19,7 +22,6 @@ argument is a config key under ``model.init_args``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -28,38 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipelines.resumable import mix_seed
-from jepa.objectives.targets import TargetEncoder, momentum_at
-from jepa.objectives.regularizers import LossKind, effective_rank, prediction_loss, vicreg_terms
 from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMaskSampler
+from jepa.methods.base import JepaMethod
+from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
 from jepa.models.vit import VideoViT, gather_tokens
-from jepa.methods.nonfinite import NonFiniteGuard, NonFinitePolicy
-from jepa.methods.schedules import WarmupCosineLRWD
+from jepa.objectives.base import Regularizer
+from jepa.objectives.prediction import LossKind, prediction_loss
+from jepa.objectives.targets import TargetEncoder, TargetKind
+from jepa.objectives.vicreg import VICReg
 
 
-def param_groups(modules: dict[str, nn.Module]) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices only (not norms, biases, tokens, positions).
-
-    ``modules`` maps a name to each trained module (names are for the reader; groups merge them).
-    """
-    decay, no_decay = [], []
-    for module in modules.values():
-        skip = getattr(module, "no_weight_decay", lambda: set())()
-        for name, p in module.named_parameters():
-            if not p.requires_grad:
-                continue
-            if p.ndim <= 1 or name in skip or name.endswith(".bias"):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    return [
-        {"params": decay, "wd_scale": 1.0},
-        {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0},
-    ]
-
-
-class VideoJEPA(NonFiniteGuard):
-    """V-JEPA pretraining: context encoder + predictor + EMA (or stop-gradient) target encoder.
+class VideoJEPA(JepaMethod):
+    """V-JEPA pretraining: context encoder + predictor + EMA (or online) target encoder.
 
     Args:
         encoder: encoder preset (``jepa.models.vit.PRESETS``).
@@ -76,19 +59,20 @@ class VideoJEPA(NonFiniteGuard):
         predictor_num_heads: predictor heads (None: width / 64).
         masks: mask sets drawn per batch (default V-JEPA short- and long-range).
         min_context: fewest context tokens a clip may keep (masks are redrawn otherwise).
-        target: "ema" (EMA target encoder) or "stopgrad" (online encoder, no gradient).
+        target: "ema" (EMA target encoder), "stopgrad" (online encoder, detached) or "online"
+            (online encoder with gradient; the regulariser alone prevents collapse).
         ema_momentum: (start, end) momentum of the EMA.
         ema_schedule: "linear" or "cosine" momentum schedule over training.
         loss: prediction loss, "l1" (V-JEPA), "l2" or "smooth_l1".
-        var_weight: weight of the VICReg variance term.
-        cov_weight: weight of the VICReg covariance term.
-        vicreg_on: embeddings the regularisers act on: predictor outputs, context-encoder
+        regularizer: anti-collapse term (``jepa.objectives.VICReg``, ``SIGReg``, or None).
+        regularize_on: embeddings the regulariser sees: predictor outputs, context-encoder
             outputs, or both.
-        vicreg_pool: statistics over all tokens of the batch ("tokens") or over per-clip mean
-            embeddings ("clip").
-        vicreg_expander: width of an MLP expander (Linear-LayerNorm-GELU-Linear) between the
-            embeddings and the regularisers, as in VICReg; 0 regularises the embeddings
-            themselves. Trained with the model, not part of the exported encoder.
+        regularize_pool: statistics over all tokens of the batch ("tokens") or over per-clip
+            mean embeddings ("clip").
+        var_weight, cov_weight, vicreg_on, vicreg_pool, vicreg_expander: the keys of earlier
+            versions (a VICReg with these weights, ``regularize_on``, ``regularize_pool`` and
+            the expander width); still read from old recipes and checkpoints. Use
+            ``regularizer`` instead.
         lr: peak learning rate.
         start_lr: learning rate at the start of warmup.
         final_lr: learning rate at the end of the cosine decay.
@@ -122,15 +106,18 @@ class VideoJEPA(NonFiniteGuard):
         predictor_num_heads: int | None = None,
         masks: list[MaskSpec] | None = None,
         min_context: int = 4,
-        target: Literal["ema", "stopgrad"] = "ema",
+        target: TargetKind = "ema",
         ema_momentum: tuple[float, float] = (0.998, 1.0),
         ema_schedule: Literal["linear", "cosine"] = "linear",
         loss: LossKind = "l1",
-        var_weight: float = 0.0,
-        cov_weight: float = 0.0,
-        vicreg_on: Literal["pred", "context", "both"] = "pred",
-        vicreg_pool: Literal["tokens", "clip"] = "tokens",
-        vicreg_expander: int = 0,
+        regularizer: Regularizer | None = None,
+        regularize_on: Literal["pred", "context", "both"] = "pred",
+        regularize_pool: Literal["tokens", "clip"] = "tokens",
+        var_weight: float | None = None,
+        cov_weight: float | None = None,
+        vicreg_on: Literal["pred", "context", "both"] | None = None,
+        vicreg_pool: Literal["tokens", "clip"] | None = None,
+        vicreg_expander: int | None = None,
         lr: float = 6.25e-4,
         start_lr: float = 2e-4,
         final_lr: float = 1e-6,
@@ -149,18 +136,20 @@ class VideoJEPA(NonFiniteGuard):
         super().__init__()
         if masks is None:
             masks = [SHORT_RANGE, LONG_RANGE]
-        self.save_hyperparameters()
+        if target not in ("ema", "stopgrad", "online"):
+            raise ValueError(f"model.init_args.target must be 'ema', 'stopgrad' or 'online', got {target!r}")
+        self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
         # plain dicts in hparams, so checkpoints load with torch.load(weights_only=True)
         specs = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
         self.hparams["masks"] = [asdict(m) for m in specs]
+        regularizer = _legacy_vicreg(self.hparams, regularizer)
+        self.set_regularizer(regularizer)
         self.mask_samplers = [MultiBlockMaskSampler(m, min_context) for m in specs]
         self.encoder: VideoViT | None = None
         self.predictor: MaskedPredictor | None = None
         self.target_encoder: TargetEncoder | None = None
-        self.expander: nn.Module | None = None
         self.mask_generator = torch.Generator().manual_seed(seed)
         self._seeded = False
-        self._last_batch_start: float | None = None
         if input_size is not None:
             self._build(tuple(input_size))
 
@@ -182,15 +171,18 @@ class VideoJEPA(NonFiniteGuard):
         )
         if hp.target == "ema":
             self.target_encoder = TargetEncoder(self.encoder)
-        if hp.vicreg_expander > 0:
-            d, e = self.encoder.embed_dim, hp.vicreg_expander
-            self.expander = nn.Sequential(nn.Linear(d, e), nn.LayerNorm(e), nn.GELU(), nn.Linear(e, e))
+        if self.regularizer is not None:
+            self.regularizer.setup(self.encoder.embed_dim)
         if hp.grad_checkpointing:
             self.encoder.set_grad_checkpointing()
             self.predictor.set_grad_checkpointing()
         if hp.compile:
             self.encoder.blocks.compile(dynamic=True)
             self.predictor.blocks.compile(dynamic=True)
+
+    def trained_modules(self) -> dict[str, nn.Module | None]:
+        assert self.encoder is not None and self.predictor is not None
+        return {"encoder": self.encoder, "predictor": self.predictor, "regularizer": self.regularizer}
 
     def setup(self, stage: str) -> None:
         if not self._seeded:
@@ -207,33 +199,23 @@ class VideoJEPA(NonFiniteGuard):
             )
         self._build((dhp["num_frames"], dhp["crop_size"], dhp["crop_size"]))
 
-    def configure_model(self) -> None:
-        """Under ``--trainer.strategy fsdp``: shard Blocks and networks with FSDP2 (``jepa.training.distributed``)."""
-        from jepa.training.distributed import shard_module
-
-        target = self.target_encoder.encoder if self.target_encoder is not None else None
-        shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "expander": self.expander})
-
     # ----------------------------------------------------------------- objective
     def _targets(self, video: torch.Tensor) -> torch.Tensor:
-        """Layer-normed target-encoder tokens of the full clip -> [B, N, D] (no gradient)."""
-        with torch.no_grad():
-            if self.target_encoder is not None:
-                h = self.target_encoder.encoder.forward_features(video)
-            else:
-                h = self.encoder.forward_features(video)
+        """Layer-normed target tokens of the full clip -> [B, N, D] (with a gradient only for
+        ``target: online``)."""
+        assert self.encoder is not None
+        online = self.hparams.target == "online"
+        with torch.set_grad_enabled(online and torch.is_grad_enabled()):
+            enc = self.target_encoder.encoder if self.target_encoder is not None else self.encoder
+            h = enc.forward_features(video)
             return F.layer_norm(h.float(), (h.shape[-1],)).to(h.dtype)
 
-    def _regularise(self, z: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """VICReg (variance, covariance) of tokens z [B, N, D] with validity [B, N]."""
-        if self.hparams.vicreg_pool == "clip":
+    def _pool(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Rows the regulariser sees: valid tokens [M, D], or per-clip means [B, D]."""
+        if self.hparams.regularize_pool == "clip":
             m = mask[..., None].to(z.dtype)
-            rows = (z * m).sum(1) / m.sum(1).clamp_min(1.0)  # [B, D]
-        else:
-            rows = z[mask]  # [M, D]
-        if self.expander is not None:
-            rows = self.expander(rows)
-        return vicreg_terms(rows)
+            return (z * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return z[mask]
 
     def sample_masks(
         self, batch: int, grid: tuple[int, int, int], device: torch.device, keys: list[int] | None = None
@@ -256,25 +238,29 @@ class VideoJEPA(NonFiniteGuard):
         h = self._targets(video)
         x, grid = self.encoder.embed(video)  # [B, N, D]
         masks = masks if masks is not None else self.sample_masks(video.shape[0], grid, video.device, keys)
-        zero = video.new_zeros((), dtype=torch.float32)
-        pred_loss, var_loss, cov_loss = zero, zero, zero
-        regularise = hp.var_weight > 0 or hp.cov_weight > 0
+        pred_loss = video.new_zeros((), dtype=torch.float32)
+        reg_terms: dict[str, torch.Tensor] = {}
         for ms in masks:
             z = self.encoder.forward_tokens(gather_tokens(x, ms.context_ids), ms.context_mask, ms.context_ids, grid)
             p = self.predictor(z, ms.context_ids, ms.target_ids, grid, ms.context_mask, ms.target_mask)
             pred_loss = pred_loss + prediction_loss(
                 p.float(), gather_tokens(h, ms.target_ids).float(), ms.target_mask, hp.loss
             )
-            if regularise:
-                if hp.vicreg_on in ("pred", "both"):
-                    v, c = self._regularise(p, ms.target_mask)
-                    var_loss, cov_loss = var_loss + v, cov_loss + c
-                if hp.vicreg_on in ("context", "both"):
-                    v, c = self._regularise(z, ms.context_mask)
-                    var_loss, cov_loss = var_loss + v, cov_loss + c
+            if self.regularizer is None:
+                continue
+            seen = []
+            if hp.regularize_on in ("pred", "both"):
+                seen.append(self._pool(p, ms.target_mask))
+            if hp.regularize_on in ("context", "both"):
+                seen.append(self._pool(z, ms.context_mask))
+            for rows in seen:
+                for k, v in self.regularize(rows)[1].items():
+                    reg_terms[k] = reg_terms[k] + v if k in reg_terms else v
         n = len(masks)
-        terms = {"pred_loss": pred_loss / n, "var_loss": var_loss / n, "cov_loss": cov_loss / n}
-        total = terms["pred_loss"] + hp.var_weight * terms["var_loss"] + hp.cov_weight * terms["cov_loss"]
+        terms = {"pred_loss": pred_loss / n, **{k: v / n for k, v in reg_terms.items()}}
+        total = terms["pred_loss"]
+        if self.regularizer is not None and reg_terms:
+            total = total + self.regularizer.combine(terms)
         for i, ms in enumerate(masks):  # as tensors: no host sync on GPU
             nc, nt = ms.context_mask.sum().float(), ms.target_mask.sum().float()
             terms[f"mask{i}_context_fraction"] = nc / (nc + nt)
@@ -283,39 +269,14 @@ class VideoJEPA(NonFiniteGuard):
         return total, terms, h
 
     # ----------------------------------------------------------------- Lightning hooks
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._last_batch_start is not None:
-            clips = batch["video"].shape[0]
-            self.log("perf/clips_per_s", clips / max(now - self._last_batch_start, 1e-9))
-        self._last_batch_start = now
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         video = batch["video"]
         loss, terms, h = self.compute_loss(video, keys=clip_keys(batch))
         self.guard_loss(loss, terms)
-        b = video.shape[0]
-        # Loss terms are averaged over ranks (the global-batch value); the mask statistics are
-        # diagnostics and stay per rank (no extra collective).
-        sync = self.trainer.world_size > 1
-        self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync)
-        for k, v in terms.items():
-            loss_term = k.endswith("loss")
-            self.log(("train/" if loss_term else "mask/") + k, v, batch_size=b, sync_dist=sync and loss_term)
-        if self.global_step % max(self.hparams.monitor_every, 1) == 0 and not self._skip_step:
-            self._log_monitors(h, b)
+        self.log_losses("train", loss, terms, video.shape[0])
+        if self.monitor_due():
+            self.log_collapse("target", h, video.shape[0])
         return loss
-
-    @torch.no_grad()
-    def _log_monitors(self, h: torch.Tensor, batch_size: int) -> None:
-        """Collapse monitors on the target tokens: mean per-dimension std, and RankMe."""
-        tokens = h.flatten(0, 1).float()
-        if tokens.shape[0] > 2048:  # an even stride: no draw from the mask generator
-            tokens = tokens[:: -(-tokens.shape[0] // 2048)]
-        clips = h.float().mean(1)
-        self.log("monitor/target_std", tokens.std(0).mean(), batch_size=batch_size)
-        self.log("monitor/target_rankme", effective_rank(tokens), batch_size=batch_size)
-        self.log("monitor/target_clip_std", clips.std(0).mean() if clips.shape[0] > 1 else 0.0, batch_size=batch_size)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         video = batch["video"]
@@ -330,39 +291,6 @@ class VideoJEPA(NonFiniteGuard):
         self.log("val/pred_loss", terms["pred_loss"], sync_dist=True, batch_size=b)
         return loss
 
-    def after_optimizer_step(self) -> None:
-        """Move the EMA target (once per optimizer step, not per micro-batch; not after a
-        skipped step)."""
-        if self.target_encoder is not None:
-            m = self.ema_momentum(self.trainer.global_step)
-            self.target_encoder.update(self.encoder, m)
-            self.log("ema/momentum", m)
-
-    def ema_momentum(self, step: int) -> float:
-        start, end = self.hparams.ema_momentum
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        return momentum_at(step, total, start, end, self.hparams.ema_schedule)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        assert self.encoder is not None and self.predictor is not None
-        modules: dict[str, nn.Module] = {"encoder": self.encoder, "predictor": self.predictor}
-        if self.expander is not None:
-            modules["expander"] = self.expander
-        groups = param_groups(modules)
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = WarmupCosineLRWD(
-            opt, total_steps=total, warmup_steps=int(hp.warmup_fraction * total), lr=hp.lr,
-            start_lr=hp.start_lr, final_lr=hp.final_lr, weight_decay=hp.weight_decay,
-            final_weight_decay=hp.final_weight_decay,
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "opt"}}
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        opt = self.optimizers(use_pl_optimizer=False)
-        self.log("opt/weight_decay", float(opt.param_groups[0]["weight_decay"]))
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["mask_generator"] = self.mask_generator.get_state()
@@ -372,8 +300,32 @@ class VideoJEPA(NonFiniteGuard):
         if "mask_generator" in checkpoint:
             self.mask_generator.set_state(checkpoint["mask_generator"])
             self._seeded = True
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("expander.")]:  # before the regulariser parts
+            state["regularizer." + key] = state.pop(key)
         if self.encoder is None:
             self._build(tuple(checkpoint["hyper_parameters"]["input_size"]))
+
+
+def _legacy_vicreg(hparams: Any, regularizer: Regularizer | Any) -> Regularizer | Any:
+    """Map the keys of earlier versions (``var_weight``, ``cov_weight``, ``vicreg_on``,
+    ``vicreg_pool``, ``vicreg_expander``) onto ``regularizer`` / ``regularize_on`` /
+    ``regularize_pool``, and clear them from the hyper-parameters."""
+    var_w, cov_w = hparams.get("var_weight"), hparams.get("cov_weight")
+    if hparams.get("vicreg_on") is not None:
+        hparams["regularize_on"] = hparams["vicreg_on"]
+    if hparams.get("vicreg_pool") is not None:
+        hparams["regularize_pool"] = hparams["vicreg_pool"]
+    if var_w is not None or cov_w is not None:
+        if regularizer is not None:
+            raise ValueError("set model.init_args.regularizer or the older var_weight / cov_weight keys, not both")
+        if (var_w or 0.0) > 0 or (cov_w or 0.0) > 0:
+            regularizer = VICReg(var_weight=var_w or 0.0, cov_weight=cov_w or 0.0,
+                                 expander=int(hparams.get("vicreg_expander") or 0))
+    for key in ("var_weight", "cov_weight", "vicreg_on", "vicreg_pool", "vicreg_expander"):
+        if key in hparams:
+            hparams[key] = None
+    return regularizer
 
 
 def clip_keys(batch: dict[str, Any]) -> list[int] | None:

@@ -1,14 +1,16 @@
 """``ActionConditionedWorldModel``: learn how latents evolve under actions (JEPA world model).
 
-One training step on a clip of T frames with T - 1 aligned actions (see shared/DESIGN.md, "Data
-flow (world model and planning)")::
+One training step on a clip of T frames with T - 1 aligned actions (``docs/architecture.md``
+shows the whole data flow)::
 
     frames [B, T, H, W, 3] uint8 -> encoder per frame -> z [B, T, P, D]
-    targets: z.detach() ("stopgrad", PLDM / EB-JEPA), or the EMA encoder's latents ("ema"),
-             or the frozen encoder's latents (``encoder_checkpoint`` set: V-JEPA 2-AC style)
+    targets: z.detach() ("stopgrad", PLDM / EB-JEPA), z itself ("online": no stop-gradient,
+             LeWM-style), the EMA encoder's latents ("ema"), or the frozen encoder's latents
+             (``encoder_checkpoint`` set: V-JEPA 2-AC style)
     teacher forcing:  predictor(z[:, :-1], a) vs targets[:, 1:]
     rollout:          predictor.rollout(z[:, 0], a[:, :k]) vs targets[:, 1:k+1]  (own predictions fed back)
-    + var_weight * VICReg variance + cov_weight * covariance   (on z, when the encoder trains)
+    + regulariser(z)   (VICReg, SIGReg or none; over all latents, or per time step as LeWM
+                        does with SIGReg; only when the encoder trains)
     + smooth_weight * ||z_{t+1} - z_t||^2                        (temporal smoothness)
     + idm_weight * ||idm(z_t, z_{t+1}) - a_t||^2                 (inverse dynamics)
 
@@ -24,7 +26,6 @@ Python API for planning::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -34,14 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
-from jepa.objectives.targets import TargetEncoder, momentum_at
-from jepa.objectives.regularizers import LossKind, effective_rank, prediction_loss, vicreg_terms
+from jepa.methods.base import JepaMethod
+from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
 from jepa.models.vit import PRESETS, VideoViT
-from jepa.methods.nonfinite import NonFiniteGuard, NonFinitePolicy
-from jepa.methods.vjepa import param_groups
-from jepa.methods.schedules import WarmupCosineLRWD
+from jepa.objectives.base import Regularizer
+from jepa.objectives.prediction import LossKind, prediction_loss
+from jepa.objectives.targets import TargetEncoder, TargetKind
+from jepa.objectives.vicreg import VICReg
 
 
 class FrameEncoder(nn.Module):
@@ -69,7 +71,7 @@ class FrameEncoder(nn.Module):
         return self.backbone(frames)
 
 
-class ActionConditionedWorldModel(NonFiniteGuard):
+class ActionConditionedWorldModel(JepaMethod):
     """JEPA world model: frame encoder + block-causal action-conditioned predictor.
 
     Args:
@@ -85,16 +87,24 @@ class ActionConditionedWorldModel(NonFiniteGuard):
             from the data module at setup.
         predictor_embed_dim, predictor_depth, predictor_num_heads: the predictor transformer.
         predictor_window: frames of history per prediction (None: the whole clip).
-        target: "stopgrad" (targets are the online latents, detached) or "ema".
+        target: "stopgrad" (targets are the online latents, detached), "online" (the online
+            latents with their gradient; the regulariser alone prevents collapse) or "ema".
         ema_momentum: (start, end) momentum of the EMA target encoder.
+        ema_schedule: "linear" or "cosine" momentum schedule over training.
         loss: distance for prediction and rollout losses ("l2", "l1", "smooth_l1").
         rollout_steps: k of the multi-step rollout loss (0 turns it off).
         rollout_weight: its weight (the teacher-forcing loss has weight 1).
-        var_weight, cov_weight: VICReg variance / covariance on the latents.
+        regularizer: anti-collapse term on the latents (``jepa.objectives.VICReg``, ``SIGReg``
+            or None), used when the encoder trains.
+        regularize_per_step: statistics per time step (over the batch's frames at step t, then
+            averaged over t, as LeWM applies SIGReg) instead of over all latents of the batch.
+        var_weight, cov_weight: the keys of earlier versions (a VICReg with these weights); still
+            read from old recipes and checkpoints. Use ``regularizer`` instead.
         smooth_weight: temporal smoothness ``||z_{t+1} - z_t||^2``.
         idm_weight: inverse-dynamics loss (an MLP predicts a_t from z_t, z_{t+1}).
-        lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay: AdamW and its
-            warmup-cosine schedule.
+        lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay, betas: AdamW
+            and its warmup-cosine schedule.
+        monitor_every: optimizer steps between collapse monitors (std, RankMe).
         nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
             and counted (see ``jepa.methods.nonfinite``).
         max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
@@ -114,13 +124,16 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         predictor_depth: int = 3,
         predictor_num_heads: int = 4,
         predictor_window: int | None = None,
-        target: Literal["stopgrad", "ema"] = "stopgrad",
+        target: TargetKind = "stopgrad",
         ema_momentum: tuple[float, float] = (0.99, 1.0),
+        ema_schedule: Literal["linear", "cosine"] = "linear",
         loss: LossKind = "l2",
         rollout_steps: int = 3,
         rollout_weight: float = 1.0,
-        var_weight: float = 1.0,
-        cov_weight: float = 0.04,
+        regularizer: Regularizer | None = None,
+        regularize_per_step: bool = False,
+        var_weight: float | None = None,
+        cov_weight: float | None = None,
         smooth_weight: float = 0.0,
         idm_weight: float = 0.0,
         lr: float = 1e-3,
@@ -129,18 +142,28 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         warmup_fraction: float = 0.05,
         weight_decay: float = 1e-4,
         final_weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
         monitor_every: int = 25,
         nonfinite: NonFinitePolicy = "stop",
         max_nonfinite_skips: int = 100,
     ) -> None:
         super().__init__()
-        if target not in ("stopgrad", "ema"):
-            raise ValueError(f"model.target must be 'stopgrad' or 'ema', got {target!r}")
+        if target not in ("stopgrad", "ema", "online"):
+            raise ValueError(f"model.init_args.target must be 'stopgrad', 'online' or 'ema', got {target!r}")
         if encoder != "conv" and encoder not in PRESETS and encoder_checkpoint is None:
             raise ValueError(f"model.encoder {encoder!r} is not 'conv' or one of {sorted(PRESETS)}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
         self.hparams["conv_widths"] = [int(w) for w in conv_widths]
+        if var_weight is not None or cov_weight is not None:  # the keys of earlier versions
+            if regularizer is not None:
+                raise ValueError("set model.init_args.regularizer or the older var_weight / cov_weight keys, not both")
+            if (var_weight or 0.0) > 0 or (cov_weight or 0.0) > 0:
+                regularizer = VICReg(var_weight=var_weight or 0.0, cov_weight=cov_weight or 0.0)
+            self.hparams["var_weight"] = self.hparams["cov_weight"] = None
+        self.set_regularizer(regularizer)
         self.encoder: FrameEncoder = self._make_encoder()
+        if self.regularizer is not None:
+            self.regularizer.setup(self.encoder.latent_dim)
         self.frozen_encoder = encoder_checkpoint is not None
         if self.frozen_encoder:
             self.encoder.requires_grad_(False)
@@ -150,7 +173,6 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         self.idm: nn.Module | None = None
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
-        self._last_batch_start: float | None = None
         if action_dim is not None:
             self._build(int(action_dim))
 
@@ -199,12 +221,12 @@ class ActionConditionedWorldModel(NonFiniteGuard):
             self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
-    def configure_model(self) -> None:
-        """Under ``--trainer.strategy fsdp``: shard the networks with FSDP2 (``jepa.training.distributed``)."""
-        from jepa.training.distributed import shard_module
+    def trained_modules(self) -> dict[str, nn.Module | None]:
+        return {"predictor": self.predictor, "encoder": None if self.frozen_encoder else self.encoder,
+                "idm": self.idm, "regularizer": self.regularizer}
 
-        target = self.target_encoder.encoder if self.target_encoder is not None else None
-        shard_module(self, {"encoder": self.encoder, "target": target, "predictor": self.predictor, "idm": self.idm})
+    def sharded_modules(self) -> dict[str, nn.Module | None]:
+        return {**super().sharded_modules(), "encoder": self.encoder}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -256,6 +278,8 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         if self.target_encoder is not None:
             with torch.no_grad():
                 zt = self.target_encoder.encoder(frames).reshape(b, t, *self.encoder_shape)
+        elif self.hparams.target == "online":
+            zt = z
         else:
             zt = z.detach()
         return z, zt
@@ -280,10 +304,12 @@ class ActionConditionedWorldModel(NonFiniteGuard):
             terms["rollout_loss"] = prediction_loss(roll.reshape(b, -1, d), zt[:, 1 : k + 1].reshape(b, -1, d), None, hp.loss)
             total = total + hp.rollout_weight * terms["rollout_loss"]
         if not self.frozen_encoder:
-            if hp.var_weight > 0 or hp.cov_weight > 0:
-                v, c = vicreg_terms(z.reshape(-1, d))
-                terms["var_loss"], terms["cov_loss"] = v, c
-                total = total + hp.var_weight * v + hp.cov_weight * c
+            if self.regularizer is not None:
+                # [T, B*P, D] per time step (LeWM), or all latents of the batch as one group
+                rows = z.transpose(0, 1).reshape(t, b * p, d) if hp.regularize_per_step else z.reshape(-1, d)
+                reg, reg_terms = self.regularize(rows)
+                terms.update(reg_terms)
+                total = total + reg
             if hp.smooth_weight > 0:
                 terms["smooth_loss"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
                 total = total + hp.smooth_weight * terms["smooth_loss"]
@@ -294,56 +320,19 @@ class ActionConditionedWorldModel(NonFiniteGuard):
         return total, terms, z
 
     # ----------------------------------------------------------------- Lightning hooks
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._last_batch_start is not None:
-            self.log("perf/clips_per_s", batch["video"].shape[0] / max(now - self._last_batch_start, 1e-9))
-        self._last_batch_start = now
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, terms, z = self.compute_loss(batch)
         self.guard_loss(loss, terms)
         b = batch["video"].shape[0]
-        sync = self.trainer.world_size > 1  # the global-batch value in the logs
-        self.log("train/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync)
-        for name, v in terms.items():
-            self.log(f"train/{name}", v, batch_size=b, sync_dist=sync)
-        if self.global_step % max(self.hparams.monitor_every, 1) == 0 and not self._skip_step:
-            with torch.no_grad():
-                flat = z.detach().reshape(-1, z.shape[-1]).float()
-                self.log("monitor/latent_std", flat.std(0).mean(), batch_size=b)
-                self.log("monitor/latent_rankme", effective_rank(flat[:2048]), batch_size=b)
+        self.log_losses("train", loss, terms, b)
+        if self.monitor_due():
+            self.log_collapse("latent", z.reshape(b, -1, z.shape[-1]), b)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, terms, _ = self.compute_loss(batch)
-        b = batch["video"].shape[0]
-        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
-        for name, v in terms.items():
-            self.log(f"val/{name}", v, sync_dist=True, batch_size=b)
+        self.log_losses("val", loss, terms, batch["video"].shape[0])
         return loss
-
-    def after_optimizer_step(self) -> None:
-        if self.target_encoder is not None:
-            start, end = self.hparams.ema_momentum
-            total = max(int(self.trainer.estimated_stepping_batches), 1)
-            self.target_encoder.update(self.encoder, momentum_at(self.trainer.global_step, total, start, end, "linear"))
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        assert self.predictor is not None
-        modules: dict[str, nn.Module] = {"predictor": self.predictor}
-        if not self.frozen_encoder:
-            modules["encoder"] = self.encoder
-        if self.idm is not None:
-            modules["idm"] = self.idm
-        opt = torch.optim.AdamW(param_groups(modules), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = WarmupCosineLRWD(
-            opt, total_steps=total, warmup_steps=int(hp.warmup_fraction * total), lr=hp.lr, start_lr=hp.start_lr,
-            final_lr=hp.final_lr, weight_decay=hp.weight_decay, final_weight_decay=hp.final_weight_decay,
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "opt"}}
 
     def train(self, mode: bool = True) -> ActionConditionedWorldModel:
         super().train(mode)

@@ -1,6 +1,16 @@
-"""EMA target encoder and its momentum schedule.
+"""Where prediction targets come from (``TargetKind``), and the EMA target encoder.
 
-The target encoder is a copy of the context encoder that never receives gradients; after each
+``target`` of both methods:
+
+  ema       a copy of the context encoder that never receives gradients and follows it by an
+            exponential moving average (V-JEPA, BYOL-style); the targets carry no gradient.
+  stopgrad  the online encoder's own outputs, detached (PLDM / EB-JEPA); only the regulariser
+            prevents collapse.
+  online    the online encoder's outputs with their gradient: no stop-gradient anywhere
+            (LeJEPA-style); the prediction loss pulls on both sides and the regulariser alone
+            (SIGReg or VICReg) keeps the embeddings from collapsing.
+
+The EMA target encoder is a copy of the context encoder that never receives gradients; after each
 optimizer step its weights move towards the context encoder's:
 
     theta_target <- m * theta_target + (1 - m) * theta_context
@@ -18,6 +28,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+TargetKind = Literal["ema", "stopgrad", "online"]
 
 
 def momentum_at(

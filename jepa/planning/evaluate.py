@@ -7,13 +7,18 @@ the block; see ``jepa.envs.pusht``). Three agents run from the same start toward
 
 * ``world_model``: the planner on the world model's latent energy (the method);
 * ``perfect_model``: the same planner on the environment's true dynamics and state distance
-  (environments with a batched ``dynamics``; skipped with a note for the others);
-* ``random``: random actions (a random walk with momentum, the data-collection policy).
+  (environments with ``has_true_dynamics``; skipped with a note for the others);
+* ``random``: random actions (a random walk with momentum, the data-collection policy
+  :class:`jepa.envs.policies.RandomWalkPolicy`, run online).
 
 Reported per agent: success rate, mean steps to success, median / p95 seconds per replan, and
 the success rate on other-room episodes. ``DIR/plan.json`` holds it all; ``DIR/plan.gif`` shows
 a few world-model episodes (agent, goal marker); ``DIR/trajectories.png`` draws every
 world-model path over the arena.
+
+Everything environment-specific comes from the environment (:class:`jepa.envs.base.Env`): the
+success test and its description, the goal marker (``goal_picture``), the path plot
+(``plot_paths``), rooms, and whether it has true dynamics.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from jepa.envs.collect import make_env
+from jepa.envs.base import Env
+from jepa.envs.policies import RandomWalkPolicy
+from jepa.envs.registry import make_env
 from jepa.planning.mpc import EpisodeResult, LatentCost, TrueDynamicsCost, run_episode
 from jepa.planning.samplers import make_planner
 
@@ -49,16 +56,13 @@ class PlanConfig:
     init_std: float | None = None
 
 
-def episode_starts(env: Any, episodes: int, seed: int) -> list[dict[str, Any]]:
-    """Start state, goal and layout of every evaluation episode, drawn from ``seed`` only."""
+def episode_starts(env: Env, episodes: int, seed: int) -> list[dict[str, Any]]:
+    """``reset`` options (start state, goal, layout, ...) of every evaluation episode, drawn from ``seed`` only."""
     out = []
     for i in range(episodes):
         env.reset(seed=seed * 100_003 + i)
         env.sample_goal(other_room=True if i % 2 == 0 else None)
-        spec = {"state": env.state.copy(), "goal": env.goal.copy()}
-        if getattr(env, "layout", None) is not None:
-            spec["layout"] = dict(vars(env.layout))
-        out.append(spec)
+        out.append(env.episode_options())
     return out
 
 
@@ -79,19 +83,6 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
     }
 
 
-def random_policy(env: Any, seed: int, momentum: float = 0.9, noise: float = 0.4):
-    rng = np.random.default_rng(seed)
-    scale = float(np.max(np.abs(env.action_high)))
-    v = np.zeros(2)
-
-    def act(obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        nonlocal v
-        v = np.clip(momentum * v + noise * scale * rng.normal(size=2), env.action_low, env.action_high)
-        return v
-
-    return act
-
-
 def evaluate(
     world_model: Any | None,
     env_name: str = "two-rooms",
@@ -108,14 +99,14 @@ def evaluate(
     env = make_env(env_name, **(env_kwargs or {}))
     starts = episode_starts(env, episodes, seed)
     low, high = env.action_low, env.action_high
-    max_norm = getattr(getattr(env, "config", None), "max_action_norm", None)
+    max_norm = env.max_action_norm
     device = next(world_model.parameters()).device if world_model is not None else torch.device("cpu")
     all_results: dict[str, list[EpisodeResult]] = {}
     timings: dict[str, float] = {}
     for agent in agents:
         if agent == "world_model" and world_model is None:
             continue
-        if agent == "perfect_model" and not hasattr(env, "dynamics"):
+        if agent == "perfect_model" and not env.has_true_dynamics:
             print(f"note: {env_name} has no batched true dynamics; the perfect-model check is skipped")
             continue
         t0 = time.perf_counter()
@@ -124,7 +115,8 @@ def evaluate(
             env.reset(options=st)
             keep = agent == "world_model" and i < gif_episodes
             if agent == "random":
-                res = run_episode(env, act=random_policy(env, seed * 7919 + i), max_steps=cfg.max_steps, keep_frames=keep)
+                act = RandomWalkPolicy().actor(env, np.random.default_rng(seed * 7919 + i))
+                res = run_episode(env, act=act, max_steps=cfg.max_steps, keep_frames=keep)
             else:
                 planner = make_planner(
                     cfg.planner, horizon=cfg.horizon, action_dim=len(low), samples=cfg.samples,
@@ -146,8 +138,9 @@ def evaluate(
         timings[agent] = time.perf_counter() - t0
     report: dict[str, Any] = {
         "env": env_name, "episodes": episodes, "seed": seed, "max_steps": cfg.max_steps,
-        "success_radius": getattr(getattr(env, "config", None), "success_radius", None),
-        "success": _success_rule(env),
+        "success_radius": env.success_parameters().get("success_radius"),
+        "success": env.success_rule(),
+        "success_parameters": env.success_parameters(),
         "planner": vars(cfg).copy(),
     }
     for agent, results in all_results.items():
@@ -156,16 +149,6 @@ def evaluate(
         for k in ("success_rate", "mean_steps_to_success", "replan_seconds_median", "replan_seconds_p95"):
             report[k] = report["world_model"][k]
     return report, all_results
-
-
-def _success_rule(env: Any) -> str:
-    c = getattr(env, "config", None)
-    if hasattr(c, "success_radius"):
-        return f"agent within {c.success_radius} px of the goal"
-    if hasattr(c, "position_tolerance"):
-        return (f"DINO-WM: ||(agent, block) xy - goal|| < {c.position_tolerance:g} and block angle within "
-                f"{c.angle_tolerance:.4f} rad")
-    return "environment-defined"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -181,20 +164,6 @@ def format_table(report: dict[str, Any]) -> str:
         other = f"{100 * r['other_room_success_rate']:.0f}%" if r["other_room_success_rate"] is not None else "-"
         rows.append(f"| {agent} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) | {other} | {steps} | {rp} |")
     return "\n".join(rows)
-
-
-def _goal_marker(frame: np.ndarray, goal: np.ndarray, env: Any) -> np.ndarray:
-    """Two Rooms: a green ring at the goal on a copy of ``frame``; otherwise the goal image beside it."""
-    if not hasattr(env.config, "success_radius"):
-        return np.concatenate([frame, np.full_like(frame[:, :2], 255), env.render_state(goal)], axis=1)
-    out = frame.copy()
-    s = env.config.obs_size / env.config.size
-    yy, xx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
-    cx, cy = (goal[0] + 0.5) * s - 0.5, (goal[1] + 0.5) * s - 0.5
-    d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-    r = env.config.success_radius * s
-    out[(d > r - 0.7) & (d < r + 0.7)] = (40, 220, 60)
-    return out
 
 
 def write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, list[EpisodeResult]], env_name: str = "two-rooms",
@@ -214,7 +183,7 @@ def write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, li
         frames = []
         for r in shown:
             for f in r.frames:
-                img = Image.fromarray(_goal_marker(f, r.goal, env))
+                img = Image.fromarray(env.goal_picture(f, r.goal))
                 frames.append(img.resize((192 * img.width // img.height, 192), Image.NEAREST))
             frames += [frames[-1]] * 5  # pause at the end of each episode
         paths["gif"] = out / "plan.gif"
@@ -228,22 +197,9 @@ def write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, li
         fig, ax = plt.subplots(figsize=(5, 5))
         env.reset(seed=0)
         rate = report["world_model"]["success_rate"]
-        if getattr(env, "layout", None) is not None:  # Two Rooms: the agent's paths over the arena
-            lay, size = env.layout, env.config.size
-            ax.add_patch(plt.Rectangle((lay.wall_lo, -0.5), lay.wall_width, lay.door_lo + 0.5, color="0.6"))
-            ax.add_patch(plt.Rectangle((lay.wall_lo, lay.door_hi), lay.wall_width, size - 0.5 - lay.door_hi, color="0.6"))
-            xy, lim, what = slice(0, 2), (-0.5, size - 0.5), "agent"
-        else:  # Push-T: the block's paths over the table
-            xy, lim, what = slice(2, 4), (0.0, 512.0), "block"
-        for r in wm:
-            c = "tab:green" if r.success else "tab:red"
-            ax.plot(r.states[:, xy][:, 0], r.states[:, xy][:, 1], color=c, lw=0.8, alpha=0.8)
-            ax.plot(*r.states[0, xy], "o", color=c, ms=3)
-            ax.plot(*r.goal[xy], "*", color="k", ms=5)
-        ax.set_xlim(*lim)
-        ax.set_ylim(lim[1], lim[0])
-        ax.set_aspect("equal")
-        ax.set_title(f"world-model MPC ({what}): {100 * rate:.0f}% success (green), start o, goal *", fontsize=9)
+        env.plot_paths(ax, wm)  # Two Rooms: the agent over the arena; Push-T: the block over the table
+        ax.set_title(f"world-model MPC ({env.path_subject}): {100 * rate:.0f}% success (green), start o, goal *",
+                     fontsize=9)
         fig.tight_layout()
         paths["png"] = out / "trajectories.png"
         fig.savefig(paths["png"], dpi=120)

@@ -9,8 +9,9 @@ step, held for ``frameskip`` environment steps) into energies ``[N]``:
   state to the goal state: the "perfect model" check, which tells a planner failure (this fails
   too) from a model failure (this succeeds, the world model does not).
 
-``run_episode`` runs the loop on an environment with a goal and records success, steps taken,
-the state path, frames (for GIFs) and the wall time of every replan.
+``run_episode`` runs the loop on an environment with a goal and records success (the
+environment's own test, ``env.is_success``), steps taken, the state path, frames (for GIFs) and
+the wall time of every replan.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from jepa.envs.base import Env
 from jepa.planning.energy import Distance, Reduce, latent_energy
 from jepa.planning.samplers import Planner
 
@@ -65,7 +67,9 @@ class LatentCost:
 class TrueDynamicsCost:
     """Energy of action samples under the environment's true dynamics (state distance to the goal)."""
 
-    def __init__(self, env: Any, goal_state: np.ndarray, frameskip: int = 1, reduce: Reduce = "final") -> None:
+    def __init__(self, env: Env, goal_state: np.ndarray, frameskip: int = 1, reduce: Reduce = "final") -> None:
+        if not env.has_true_dynamics:
+            raise ValueError(f"TrueDynamicsCost: {type(env).__name__} has no batched true dynamics")
         self.env, self.goal, self.frameskip, self.reduce = env, np.asarray(goal_state, np.float64), frameskip, reduce
         self.state: np.ndarray | None = None
 
@@ -99,7 +103,7 @@ class EpisodeResult:
 
 
 def run_episode(
-    env: Any,
+    env: Env,
     act: Callable[[np.ndarray, dict[str, Any]], np.ndarray] | None = None,
     planner: Planner | None = None,
     cost: Cost | None = None,
@@ -112,19 +116,22 @@ def run_episode(
 
     Either ``planner`` + ``cost`` (MPC: replan, execute the first ``execute`` planner steps, each
     held ``frameskip`` environment steps, warm-start the next plan with the rest of the mean), or
-    ``act(obs, info) -> action`` for a policy such as the random baseline. Stops at success.
+    ``act(obs, info) -> action`` for a policy such as the random baseline. Stops at success
+    (``env.is_success`` of the state against the goal) or when the environment terminates.
     """
     if (act is None) == (planner is None):
         raise ValueError("run_episode needs either a policy `act` or a `planner` with a `cost`")
+    if env.goal is None:
+        raise ValueError("run_episode: the environment has no goal (reset with options={'goal': ...} or sample_goal)")
+    goal = np.asarray(env.goal).copy()
     obs = env.render()
-    info = env._info()
+    info = env.info()
     states, frames, replans = [info["state"].copy()], [obs] if keep_frames else [], []
-    start_room = int(info.get("room", 0))
-    layout = getattr(env, "layout", None)
-    goal_room = int(layout.room(env.goal)) if layout is not None else start_room
+    start_room, goal_room = env.room(info["state"]), env.room(goal)
     warm: torch.Tensor | None = None
-    steps, success = 0, bool(info.get("success", False))
-    while steps < max_steps and not success:
+    steps, success = 0, env.is_success(info["state"], goal)
+    done = success
+    while steps < max_steps and not done:
         if planner is not None:
             assert cost is not None
             t0 = time.perf_counter()
@@ -144,9 +151,8 @@ def run_episode(
             states.append(info["state"].copy())
             if keep_frames:
                 frames.append(obs)
-            if terminated or info.get("success", False):
-                success = True
+            success = env.is_success(info["state"], goal)
+            done = success or terminated
+            if done or steps >= max_steps:
                 break
-            if steps >= max_steps:
-                break
-    return EpisodeResult(success, steps, np.stack(states), np.asarray(env.goal).copy(), start_room, goal_room, replans, frames)
+    return EpisodeResult(success, steps, np.stack(states), goal, start_room, goal_room, replans, frames)

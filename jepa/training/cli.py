@@ -47,7 +47,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_collect(args: argparse.Namespace) -> int:
     import time
 
-    from jepa.envs.collect import RandomWalkPolicy, collect
+    from jepa.envs.collect import collect
+    from jepa.envs.policies import RandomWalkPolicy
 
     env_kwargs = {}
     if args.random_wall:
@@ -219,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=None)
     synth.set_defaults(func=_cmd_synth)
 
+    from jepa.envs.registry import env_names  # the registered environments (imports none of them)
+
     col = data.add_parser("collect", help="roll out a random-walk policy in an environment and write trajectories")
-    col.add_argument("env", choices=["two-rooms", "pusht"])
+    col.add_argument("env", choices=env_names())
     col.add_argument("--out", required=True, help="output folder")
     col.add_argument("--episodes", type=int, default=1000)
     col.add_argument("--steps", type=int, default=100, help="actions per episode (frames: steps + 1)")
@@ -282,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="plan toward goal images with a world model (MPC), beside random and perfect-model baselines")
     pl.add_argument("--world-model", default=None, help="jepa fit checkpoint of an ActionConditionedWorldModel, or its run folder")
-    pl.add_argument("--env", default="two-rooms", choices=["two-rooms", "pusht"])
+    pl.add_argument("--env", default="two-rooms", choices=env_names())
     pl.add_argument("--episodes", type=int, default=50)
     pl.add_argument("--seed", type=int, default=0, help="evaluation seed: start and goal states come from it")
     pl.add_argument("--planner", default="mppi", choices=["mppi", "cem"])

@@ -4,7 +4,7 @@
     jepa fit --config configs/pretrain/quickstart.yaml --trainer.max_epochs 1 --model.init_args.lr 1e-3
     jepa fit --config configs/pretrain/quickstart.yaml --print_config
 
-A recipe names its classes (``model.class_path: jepa.methods.vjepa.VideoJEPA``,
+A recipe names its classes (``model.class_path: jepa.methods.VideoJEPA``,
 ``data.class_path: data_pipelines.datamodule.VideoDataModule``) so pretraining and world
 models share one entry point. Defaults when a recipe leaves them out: wandb in offline mode
 (no account or network needed; ``wandb sync`` later) plus a CSV logger under
@@ -157,7 +157,7 @@ def run(argv: Sequence[str]) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from data_pipelines.dataset import NoUsableData
-    from data_pipelines.decode import DecodeError
+    from data_pipelines.decoding import DecodeError
     from jepa.training.checkpointing import CheckpointError, Preempted
     from jepa.methods.nonfinite import NonFiniteLossError
     from jepa.training.preflight import ConfigError

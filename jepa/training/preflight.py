@@ -56,7 +56,7 @@ def check_source(key: str, value: Any) -> Any:
 
 def check_video_data(dm: L.LightningDataModule) -> None:
     """Paths, files, and that a clip fits in at least one video (VideoDataModule)."""
-    from data_pipelines.decode import DecodeError, open_video
+    from data_pipelines.decoding import DecodeError, open_video
     from data_pipelines.sampling import ClipSampler
 
     hp = _hp(dm)
