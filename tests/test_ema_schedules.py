@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from jepa.objectives.targets import TargetEncoder, momentum_at
 from jepa.methods.schedules import WarmupCosineLRWD
+from jepa.objectives.targets import TargetEncoder, momentum_at
 
 # ----------------------------------------------------------------------------- momentum
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from fitting import ROOT, losses, run_fit, tiny_fit_config, weights
 
+from jepa.hub import latest_checkpoint
 from jepa.training.checkpointing import CheckpointError, atomic_save, read_checkpoint
 from jepa.training.cli import main
-from jepa.hub import latest_checkpoint
 
 LONG = {"max_epochs": 2, "max_steps": -1, "deterministic": True}  # 19 videos / 4 = 4 steps per epoch
 WORKERS = {"num_workers": 1, "persistent_workers": True}  # clip starts drawn in a worker process

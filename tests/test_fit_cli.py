@@ -13,9 +13,9 @@ import torch
 import yaml
 
 import jepa
-from jepa.training.cli import main
 from jepa.hub import create_encoder, encoder_meta, export_encoder, load_encoder
 from jepa.methods.vjepa import VideoJEPA
+from jepa.training.cli import main
 
 RECIPES = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from fitting import tiny_fit_config
 
-from jepa.training.cli import main
 from jepa.hub import load_encoder
+from jepa.training.cli import main
 
 
 def fit(cfg: Path, *extra: str) -> int:

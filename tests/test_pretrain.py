@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jepa.objectives.targets import TargetEncoder, momentum_at
 from jepa.hub import load_encoder
-from jepa.objectives import SIGReg, VICReg, vicreg_terms
 from jepa.masks import MaskSpec
 from jepa.methods.vjepa import VideoJEPA
+from jepa.objectives import SIGReg, VICReg, vicreg_terms
+from jepa.objectives.targets import TargetEncoder, momentum_at
 
 SIZE = (4, 32, 32)
 
@@ -70,6 +70,38 @@ def test_stopgrad_mode_has_no_ema_copy_and_trains_through_the_context_only() -> 
     loss, _, _ = m.compute_loss(video)
     loss.backward()
     assert torch.isfinite(loss) and m.encoder.blocks.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_online_target_sends_the_prediction_gradient_through_the_targets() -> None:
+    """target: online (LeJEPA-style): no stop-gradient anywhere; with the same weights and masks
+    the encoder's gradient differs from stopgrad's (which gets none through the targets)."""
+    torch.manual_seed(0)
+    m = tiny(target="online", regularizer=SIGReg(0.05, num_projections=16), regularize_on="context")
+    assert m.target_encoder is None
+    video = torch.randn(2, 3, *SIZE)
+    assert m._targets(video).requires_grad
+    grid = m.encoder.token_grid(SIZE)
+    masks = m.sample_masks(2, grid, video.device)
+    grads = {}
+    for kind in ("online", "stopgrad"):
+        m.hparams.target = kind
+        m.zero_grad()
+        loss, terms, _ = m.compute_loss(video, masks=masks)
+        loss.backward()
+        assert "sigreg_loss" in terms
+        grads[kind] = torch.cat([p.grad.flatten() for p in m.encoder.parameters() if p.grad is not None])
+    assert not m._targets(video).requires_grad  # stopgrad now
+    assert not torch.allclose(grads["online"], grads["stopgrad"])
+
+
+def test_legacy_vicreg_keys_build_the_same_regulariser() -> None:
+    old = tiny(var_weight=1.0, cov_weight=0.2, vicreg_on="context", vicreg_pool="clip", vicreg_expander=16)
+    assert isinstance(old.regularizer, VICReg) and old.regularizer.cov_weight == 0.2
+    assert old.hparams.regularize_on == "context" and old.hparams.regularize_pool == "clip"
+    assert old.regularizer.expander is not None and old.hparams.var_weight is None
+    assert tiny(var_weight=0.0, cov_weight=0.0).regularizer is None
+    with pytest.raises(ValueError, match="not both"):
+        tiny(var_weight=1.0, regularizer=SIGReg())
 
 
 @pytest.mark.parametrize("pool", ["tokens", "clip"])

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from jepa.training.cli import main
 from jepa.hub import encoder_meta, save_encoder
 from jepa.models.vit import VideoViT
 from jepa.probe.features import (
@@ -25,6 +24,7 @@ from jepa.probe.features import (
 from jepa.probe.heads import AttentiveHead, LinearHead
 from jepa.probe.run import random_twin, run_probe
 from jepa.probe.train import HeadConfig, Standardizer, run_head, score, split_holdout
+from jepa.training.cli import main
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, patch_size=8, tubelet_size=2, input_size=(4, 32, 32))
 SPEC = ClipSpec(num_frames=4, frame_step=2, size=32, views=2)

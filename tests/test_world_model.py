@@ -11,8 +11,9 @@ import torch
 from data_pipelines.trajectories import TrajectoryClipDataset
 from jepa.envs import TwoRooms
 from jepa.envs.collect import collect
-from jepa.models.ac_predictor import ActionConditionedPredictor, block_causal_mask
 from jepa.methods.world_model import ActionConditionedWorldModel, load_world_model
+from jepa.models.ac_predictor import ActionConditionedPredictor, block_causal_mask
+from jepa.objectives import SIGReg, VICReg, sigreg
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_world_model_fits_and_its_checkpoint_round_trips(trajectories: Path, tmp
                               frameskip=2, batch_size=8)
     wm = ActionConditionedWorldModel(latent_dim=16, conv_widths=(8, 16, 16), predictor_embed_dim=32,
                                      predictor_depth=1, predictor_num_heads=2, rollout_steps=2, smooth_weight=0.1,
-                                     idm_weight=0.1, lr=3e-3)
+                                     idm_weight=0.1, lr=3e-3, regularizer=VICReg(1.0, 0.04))
     trainer = L.Trainer(max_steps=12, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         limit_val_batches=2, default_root_dir=str(tmp_path))
@@ -166,3 +167,57 @@ def test_frozen_pretrained_encoder_mode(tmp_path: Path, pos_encoding: str) -> No
     frame = batch["video"][:1, 0]
     ref = vit.eval().forward_features(wm.normalise_frames(frame)[:, :, None].expand(-1, -1, 2, -1, -1))
     torch.testing.assert_close(wm.encode(frame.numpy()), ref)
+
+
+def small_wm(**kw: object) -> ActionConditionedWorldModel:
+    torch.manual_seed(0)
+    args: dict[str, object] = dict(latent_dim=8, conv_widths=(8, 8, 8), predictor_embed_dim=16, predictor_depth=1,
+                                   predictor_num_heads=2, rollout_steps=2, action_dim=2, latent_grid=True)
+    args.update(kw)
+    return ActionConditionedWorldModel(**args)  # type: ignore[arg-type]
+
+
+def wm_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"video": torch.randint(0, 255, (3, 4, 64, 64, 3), generator=g, dtype=torch.uint8),
+            "actions": torch.randn(3, 3, 2, generator=g)}
+
+
+@pytest.mark.parametrize("target", ["stopgrad", "online", "ema"])
+def test_world_model_target_kinds(target: str) -> None:
+    """online: targets carry the gradient (no stop-gradient anywhere); stopgrad: detached; ema:
+    a frozen EMA copy. Same weights and batch: online's encoder gradient differs from stopgrad's
+    by exactly the gradient that flows through the targets."""
+    wm = small_wm(target=target, regularizer=SIGReg(0.1, num_projections=8))
+    z, zt = wm._encode_clip(wm_batch()["video"])
+    assert zt.requires_grad == (target == "online")
+    assert (wm.target_encoder is not None) == (target == "ema")
+    if target != "online":
+        return
+    grads = {}
+    for kind in ("online", "stopgrad"):
+        wm.hparams.target = kind
+        wm.zero_grad()
+        wm.compute_loss(wm_batch())[0].backward()
+        grads[kind] = torch.cat([p.grad.flatten() for p in wm.encoder.parameters()])
+    assert not torch.allclose(grads["online"], grads["stopgrad"])
+
+
+def test_world_model_regularizer_per_time_step_groups_frames_by_step() -> None:
+    wm = small_wm(regularizer=SIGReg(1.0, num_projections=8), regularize_per_step=True, rollout_steps=0)
+    batch = wm_batch()
+    _, terms, z = wm.compute_loss(batch)
+    b, t, p, d = z.shape
+    want = sigreg(z.transpose(0, 1).reshape(t, b * p, d), wm.regularizer.directions(d, 0))
+    torch.testing.assert_close(terms["sigreg_loss"], want)
+    flat = small_wm(regularizer=SIGReg(1.0, num_projections=8), rollout_steps=0)
+    _, terms_flat, _ = flat.compute_loss(batch)
+    assert not torch.allclose(terms_flat["sigreg_loss"], terms["sigreg_loss"])
+
+
+def test_world_model_legacy_weights_become_a_vicreg() -> None:
+    wm = small_wm(var_weight=10.0, cov_weight=1.0)
+    assert isinstance(wm.regularizer, VICReg) and (wm.regularizer.var_weight, wm.regularizer.cov_weight) == (10.0, 1.0)
+    assert wm.hparams.regularizer["class_path"] == "jepa.objectives.vicreg.VICReg" and wm.hparams.var_weight is None
+    with pytest.raises(ValueError, match="not both"):
+        small_wm(var_weight=1.0, regularizer=SIGReg())

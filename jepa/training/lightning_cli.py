@@ -117,7 +117,11 @@ class JepaCLI(LightningCLI):
         """Check an explicit ``--ckpt_path`` file before LightningCLI reads hyper-parameters from it."""
         import importlib
 
-        from jepa.training.checkpointing import CheckpointError, check_checkpoint_matches, read_checkpoint
+        from jepa.training.checkpointing import (
+            CheckpointError,
+            check_checkpoint_matches,
+            read_checkpoint,
+        )
 
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
@@ -158,8 +162,8 @@ def run(argv: Sequence[str]) -> int:
 
     from data_pipelines.dataset import NoUsableData
     from data_pipelines.decoding import DecodeError
-    from jepa.training.checkpointing import CheckpointError, Preempted
     from jepa.methods.nonfinite import NonFiniteLossError
+    from jepa.training.checkpointing import CheckpointError, Preempted
     from jepa.training.preflight import ConfigError
 
     command = f"jepa {argv[0]}" if argv else "jepa"
