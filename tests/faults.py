@@ -60,7 +60,8 @@ class DumpRankState(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().clone() for k, v in pl_module.target_encoder.state_dict().items()}
+        target = pl_module.target_encoder
+        state = {k: v.detach().cpu().clone() for k, v in target.state_dict().items()} if target is not None else {}
         online = {k: v.detach().cpu().clone() for k, v in pl_module.encoder.state_dict().items()}
         torch.save({"target": state, "online": online, **self.start}, self.out / f"rank{trainer.global_rank}.pt")
 

@@ -126,7 +126,26 @@ def test_fsdp_equals_one_process_and_its_checkpoint_loads_and_resumes(
     assert int(torch.load(latest_checkpoint(tmp_path / "fsdp"), weights_only=False)["global_step"]) == 6
 
 
-def wm_config(tmp: Path, data: Path, name: str, batch: int) -> Path:
+SIGREG_ONLINE = {"regularizer": {"class_path": "jepa.objectives.SIGReg", "init_args": {"weight": 0.05, "num_projections": 64}},
+                 "target": "online", "regularize_on": "both"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_sigreg_with_online_targets_two_processes_equal_one_process(tmp_path: Path, synth_dir: Path, strategy: str) -> None:
+    """SIGReg's statistics (characteristic functions of random projections) cover the global
+    batch and its directions are the same on every rank, and online targets send gradients
+    through both branches: a 2-process DDP or FSDP run takes the 1-process run's steps."""
+    finish(torchrun(["fit", "--config", str(ddp_config(tmp_path, synth_dir, "single", batch=4, **SIGREG_ONLINE))], 1,
+                    [f"--master_port={free_port()}"]))
+    cfg = ddp_config(tmp_path, synth_dir, strategy, batch=2, **SIGREG_ONLINE)
+    finish(torchrun(["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", strategy], 2,
+                    [f"--master_port={free_port()}"]))
+    assert_same_run(tmp_path / "single", tmp_path / strategy)
+    assert not any(k.startswith("target_encoder.") for k in weights(tmp_path / "single"))
+
+
+def wm_config(tmp: Path, data: Path, name: str, batch: int, **model: object) -> Path:
     cfg = yaml.safe_load((ROOT / "configs/world_model/two_rooms.yaml").read_text())
     root = tmp / name
     cfg["trainer"] = {
@@ -135,7 +154,8 @@ def wm_config(tmp: Path, data: Path, name: str, batch: int) -> Path:
         "gradient_clip_val": 1.0,
         "logger": [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "csv"}}],
     }
-    cfg["model"]["init_args"].update(conv_widths=[16, 16, 16], predictor_embed_dim=32, predictor_depth=1, rollout_steps=2)
+    cfg["model"]["init_args"].update(conv_widths=[16, 16, 16], predictor_embed_dim=32, predictor_depth=1, rollout_steps=2,
+                                     **model)
     cfg["data"]["init_args"].update(train=str(data / "train.csv"), val=None, num_frames=4, frameskip=2,
                                     batch_size=batch, stride=2)
     path = tmp / f"{name}.yaml"
@@ -143,15 +163,22 @@ def wm_config(tmp: Path, data: Path, name: str, batch: int) -> Path:
     return path
 
 
+WM_SIGREG = {"regularizer": {"class_path": "jepa.objectives.SIGReg", "init_args": {"weight": 0.1, "num_projections": 64}},
+             "regularize_per_step": True, "target": "online"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_world_model_two_processes_equal_one_process(tmp_path: Path, strategy: str) -> None:
+@pytest.mark.parametrize("strategy,objective", [("ddp", "vicreg"), ("fsdp", "vicreg"), ("ddp", "sigreg")])
+def test_world_model_two_processes_equal_one_process(tmp_path: Path, strategy: str, objective: str) -> None:
+    """The recipe (VICReg, stop-gradient) and LeWM's objective (SIGReg per time step, online targets)."""
     from jepa.envs.collect import collect
 
+    model = WM_SIGREG if objective == "sigreg" else {}
     data = tmp_path / "two_rooms"
     collect("two-rooms", data, episodes=6, steps=24, seed=0, workers=1, val_fraction=0.34)
-    finish(torchrun(["fit", "--config", str(wm_config(tmp_path, data, "single", 8))], 1, [f"--master_port={free_port()}"]))
-    cfg = wm_config(tmp_path, data, strategy, 4)
+    finish(torchrun(["fit", "--config", str(wm_config(tmp_path, data, "single", 8, **model))], 1,
+                    [f"--master_port={free_port()}"]))
+    cfg = wm_config(tmp_path, data, strategy, 4, **model)
     finish(torchrun(["fit", "--config", str(cfg), "--trainer.devices", "2", "--trainer.strategy", strategy], 2,
                     [f"--master_port={free_port()}"]))
     # lr 2e-3 x 4 steps moves a weight by up to 8e-3: 1e-4 still tells a wrong gradient apart
