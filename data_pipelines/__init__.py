@@ -9,7 +9,7 @@ datamodule  ``VideoDataModule`` wiring it together for Lightning
 synth       the built-in moving-shapes dataset
 writers     H.264 video and train/val manifest writing (synth and trajectory collection)
 check       ``jepa data check`` report
-bench       ``jepa bench data``
+(the ``jepa bench data`` loader benchmark lives in ``jepa.benchmarks.data``)
 """
 
 from data_pipelines.dataset import VideoClipDataset, collate_clips
