@@ -18,6 +18,7 @@ from jepa.methods.vjepa import VideoJEPA
 from jepa.training.cli import main
 
 RECIPES = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.yaml"))
+WM_RECIPES = sorted((Path(__file__).parents[1] / "configs" / "world_model").glob("*.yaml"))
 
 
 def tiny_config(tmp_path: Path, synth_dir: Path) -> Path:
@@ -160,6 +161,22 @@ def test_every_recipe_parses(recipe: Path, capsys) -> None:
         main(["fit", "--config", str(recipe), "--print_config"])
     assert e.value.code == 0
     assert "jepa.methods.VideoJEPA" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recipe", WM_RECIPES, ids=[p.stem for p in WM_RECIPES])
+def test_every_world_model_recipe_parses_and_builds(recipe: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert e.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["class_path"] == "jepa.methods.ActionConditionedWorldModel"
+    from jepa.methods import ActionConditionedWorldModel
+    from jepa.objectives import build_regularizer
+
+    args = dict(cfg["model"]["init_args"], action_dim=10)
+    args["regularizer"] = build_regularizer(args["regularizer"])
+    wm = ActionConditionedWorldModel(**args)
+    assert wm.regularizer is not None and wm.predictor is not None
 
 
 def test_unknown_config_key_is_named(capsys) -> None:
