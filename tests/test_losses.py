@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import socket
-import time
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import run_gloo
 
 from jepa.objectives import (
     covariance_loss,
@@ -183,44 +179,21 @@ def test_effective_rank_known_matrices() -> None:
 # ----------------------------------------------------------------------------- 2-rank gloo
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, shards: list[torch.Tensor], out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "localhost"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
-    try:
-        z = shards[rank].clone().requires_grad_(True)
-        v, c = vicreg_terms(z)
-        (v + 0.3 * c).backward()
-        out = {"v": v.detach(), "c": c.detach(), "grad": z.grad.clone()}
-        out["v_only"] = variance_loss(z).detach()
-        out["c_only"] = covariance_loss(z).detach()
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank: int, shards: list[torch.Tensor], out_dir: str) -> None:
+    z = shards[rank].clone().requires_grad_(True)
+    v, c = vicreg_terms(z)
+    (v + 0.3 * c).backward()
+    out = {"v": v.detach(), "c": c.detach(), "grad": z.grad.clone()}
+    out["v_only"] = variance_loss(z).detach()
+    out["c_only"] = covariance_loss(z).detach()
+    torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_vicreg_two_rank_gloo_matches_concatenation(tmp_path) -> None:
     world = 2
     full = embeddings(17, seed=3)
     shards = [full[:5].clone(), full[5:].clone()]  # different row counts per rank
-    # fork: the children need not import torch again (spawn costs seconds); threads off in them
-    ctx = mp.start_processes(
-        _ddp_worker, args=(world, _free_port(), shards, str(tmp_path)), nprocs=world, join=False,
-        start_method="fork",
-    )
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("gloo workers did not finish in 60 s")
+    run_gloo(_ddp_worker, world, shards, str(tmp_path))
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
 
     z = full.clone().requires_grad_(True)

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import math
 import os
-import socket
-import time
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import run_gloo
 
 from jepa.objectives import (
     SIGReg,
@@ -198,27 +194,14 @@ def test_expander_sits_between_rows_and_statistics() -> None:
 # ----------------------------------------------------------------------------- 2-rank gloo
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, shards: list[torch.Tensor], out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "localhost"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
-    try:
-        out = {}
-        for name, reg in regularizers().items():
-            z = shards[rank].clone().requires_grad_(True)
-            total, _ = reg(z, step=7)
-            total.backward()
-            out[name] = (total.detach(), z.grad.clone())
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int, shards: list[torch.Tensor], out_dir: str) -> None:
+    out = {}
+    for name, reg in regularizers().items():
+        z = shards[rank].clone().requires_grad_(True)
+        total, _ = reg(z, step=7)
+        total.backward()
+        out[name] = (total.detach(), z.grad.clone())
+    torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def regularizers() -> dict[str, torch.nn.Module]:
@@ -234,14 +217,7 @@ def test_two_rank_gloo_equals_one_process_over_the_global_batch(tmp_path, groupe
         shards = [full[:, :5].clone(), full[:, 5:].clone()]
     else:
         shards = [full[:5].clone(), full[5:].clone()]  # different row counts per rank
-    ctx = mp.start_processes(_worker, args=(world, _free_port(), shards, str(tmp_path)), nprocs=world, join=False,
-                             start_method="fork")
-    deadline = time.monotonic() + 90
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("gloo workers did not finish in 90 s")
+    run_gloo(_worker, world, shards, str(tmp_path))
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
     for name, reg in regularizers().items():
         z = full.clone().requires_grad_(True)
