@@ -21,17 +21,20 @@ from typing import Any, Literal
 import torch
 
 from jepa.models.vit import PRESETS, VideoViT
+from jepa.safe_load import UnsafeFileError, torch_load
 
 FORMAT = "jepa-encoder"
 VERSION = 1
 
 
-def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+def _read(path: str | os.PathLike[str], trust: bool = False) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"encoder file not found: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=False)
+        obj = torch_load(p, map_location="cpu", trust=trust)
+    except UnsafeFileError:
+        raise
     except Exception as e:  # truncated or foreign file
         raise ValueError(f"{p} is not a readable checkpoint or encoder file ({type(e).__name__}: {e})") from e
     if not isinstance(obj, dict):
@@ -68,11 +71,11 @@ def _data_meta(ckpt: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(hp[k]) if isinstance(hp[k], tuple) else hp[k]) for k in DATA_KEYS if k in hp}
 
 
-def encoder_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+def encoder_meta(path: str | os.PathLike[str], trust: bool = False) -> dict[str, Any]:
     """What is known about an encoder file or checkpoint besides its weights: ``data`` (the clip
     settings it was trained with: num_frames, frame_step, crop_size, mean, std, ...), ``source``,
     ``global_step``. Empty entries where unknown."""
-    obj = _read(path)
+    obj = _read(path, trust)
     if obj.get("format") == FORMAT:
         return dict(obj.get("meta") or {})
     return {"source": str(path), "global_step": obj.get("global_step"), "data": _data_meta(obj)}
@@ -124,10 +127,14 @@ def _write(config: dict[str, Any], sd: dict[str, torch.Tensor], meta: dict[str, 
     return out
 
 
-def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context"] = "target") -> VideoViT:
+def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context"] = "target",
+                 trust: bool = False) -> VideoViT:
     """The encoder in eval mode from an exported file or a ``jepa fit`` checkpoint. ``enc.meta``
-    holds what is known besides the weights (``data``: the clip settings it was trained with)."""
-    obj = _read(path)
+    holds what is known besides the weights (``data``: the clip settings it was trained with).
+
+    The file is read without running code from it (``weights_only``); ``trust=True`` lifts that
+    for a file you trust (see :mod:`jepa.safe_load`)."""
+    obj = _read(path, trust)
     if obj.get("format") == FORMAT:
         config, sd, meta = obj["config"], obj["state_dict"], dict(obj.get("meta") or {})
     elif "state_dict" in obj:

@@ -257,7 +257,8 @@ def test_episode_options_rebuild_the_episode() -> None:
     np.testing.assert_array_equal(other.render_goal(), goal_img)
     assert info["layout"] == vars(env.layout)
     arrays = env.episode_arrays()
-    assert sorted(arrays) == ["layout_door_size", "layout_door_y", "layout_wall_width", "layout_wall_x"]
+    assert sorted(arrays) == ["layout_border", "layout_door_size", "layout_door_y", "layout_size", "layout_wall_width",
+                              "layout_wall_x"]
     assert arrays["layout_wall_x"] == np.float32(env.layout.wall_x)
 
 

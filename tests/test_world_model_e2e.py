@@ -19,8 +19,9 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         pytest.importorskip("gym_pusht", reason="the [envs] extra (gym-pusht) is not installed")
     config = {"two-rooms": "two_rooms.yaml", "pusht": "pusht.yaml"}[env]
     data, run, out = tmp_path / "tr", tmp_path / "run", tmp_path / "plan"
+    protocol = {"two-rooms": "eb-jepa", "pusht": "pusht-first-contact"}[env]
     assert main(["data", "collect", env, "--episodes", "12", "--steps", "40", "--out", str(data),
-                 "--workers", "1"]) == 0
+                 "--workers", "1", "--protocol", protocol]) == 0
     assert (data / "train.csv").is_file() and (data / "val.csv").is_file()
     assert main([
         "fit", "--config", str(ROOT / "configs/world_model" / config),
@@ -46,6 +47,10 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
     for key in ("success_rate", "episodes", "mean_steps_to_success", "replan_seconds_median", "replan_seconds_p95"):
         assert key in report
     assert report["env"] == env
+    # The protocol is named and recorded with every parameter, and the shortened run says it was changed.
+    assert report["protocol"]["name"] == protocol and report["protocol_name"] == f"{protocol} (modified)"
+    assert report["protocol"]["modified"] == {"episodes": 2, "max_steps": 20}
+    assert f"Protocol `{protocol} (modified)`" in table
     for agent in agents:
         assert report[agent]["episodes"] == 2
         assert 0.0 <= report[agent]["success_rate"] <= 1.0

@@ -22,7 +22,7 @@ Subclasses implement the abstract members; the rest have defaults that fit most 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -97,6 +97,11 @@ class Env(ABC):
 
     def episode_arrays(self) -> dict[str, np.ndarray]:
         """Extra arrays saved with a collected episode, besides actions and states."""
+        return {}
+
+    def options_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """``reset`` options that rebuild a recorded episode's setting from its saved arrays
+        (the inverse of ``episode_arrays``; Two Rooms: the layout)."""
         return {}
 
     def room(self, state: np.ndarray) -> int:

@@ -6,7 +6,12 @@ The arena is ``size x size`` pixels (65 by default) with coordinates ``x`` (colu
 ``door_y`` lets the agent through. Actions are 2D displacements in pixels; an action longer than
 ``max_action_norm`` is scaled down to it. Walls block motion: the agent slides along a wall it
 runs into (the blocked axis stops, the other keeps moving) and never enters it, and the arena's
-border clamps it.
+border clamps it. ``border`` > 0 adds border walls of that thickness inside the arena's edges (the
+EB-JEPA / PLDM arena: 4 px), drawn like the wall; the agent then stays in
+``[border, size - 1 - border]``.
+
+``TwoRoomsConfig.eb_jepa()`` is the EB-JEPA / PLDM layout distribution: a new wall x in
+``[20, 44]`` and door centre y in ``[10, 54]`` per episode, a 9 px door and 4 px border walls.
 
 The state is the agent's position; ``dynamics`` steps a whole batch of states at once, so a
 planner can use the true dynamics ("perfect model" check) without a Python loop over samples.
@@ -27,6 +32,7 @@ pixels to a fraction of a pixel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -34,7 +40,7 @@ import numpy as np
 
 from jepa.envs.base import Env, clip_actions
 
-__all__ = ["Layout", "TwoRooms", "TwoRoomsConfig", "clip_actions", "dynamics", "render_state"]
+__all__ = ["EB_JEPA_LAYOUT", "Layout", "TwoRooms", "TwoRoomsConfig", "clip_actions", "dynamics", "render_state"]
 
 AGENT_COLOR = np.array([255, 80, 40], dtype=np.float32)
 WALL_COLOR = np.array([150, 150, 150], dtype=np.float32)
@@ -60,17 +66,36 @@ class TwoRoomsConfig:
     wall_range: tuple[float, float] = (20.0, 44.0)
     door_range: tuple[float, float] = (14.0, 50.0)
     substeps: int = 4  # collision sub-steps per action (each moves at most max_action_norm / substeps)
+    border: float = 0.0  # thickness of border walls inside the arena's edges (0: none)
+    spawn_margin: float = 1.0  # drawn starts and goals keep this far from the arena's edges
+    wall_margin: float | None = None  # ... and this far from the wall's centre line (None: wall_width)
+
+    @classmethod
+    def eb_jepa(cls, **overrides: Any) -> TwoRoomsConfig:
+        """EB-JEPA / PLDM's layout distribution: random wall and door per episode, 9 px door, 4 px border walls."""
+        return replace(cls(**EB_JEPA_LAYOUT), **overrides)
 
     def __post_init__(self) -> None:
         if self.size < 8 or self.obs_size < 8:
             raise ValueError(f"TwoRooms: size and obs_size must be >= 8, got {self.size}, {self.obs_size}")
         if self.max_action_norm <= 0:
             raise ValueError(f"TwoRooms: max_action_norm must be > 0, got {self.max_action_norm}")
+        if not 0 <= self.border < self.size / 4:
+            raise ValueError(f"TwoRooms: border must be in [0, size / 4), got {self.border}")
         if self.max_action_norm / self.substeps > self.wall_width:
             raise ValueError(
                 "TwoRooms: an action sub-step could jump the wall; raise substeps or wall_width "
                 f"(max_action_norm / substeps = {self.max_action_norm / self.substeps} > wall_width = {self.wall_width})"
             )
+
+
+# EB-JEPA's Two Rooms (65 px, wall 3 px wide): wall x in [20, 44], door centre y in [10, 54], door
+# half-height 4 (9 px), border walls at pixels 4 and 60, actions capped at norm 2.45; starts and goals
+# at least 6.6 px from the edges and 2.6 px from the wall's faces (1.5 + 2.6 from its centre line).
+EB_JEPA_LAYOUT: dict[str, Any] = {
+    "random_wall": True, "random_door": True, "wall_range": (20.0, 44.0), "door_range": (10.0, 54.0),
+    "door_size": 9.0, "border": 4.0, "max_action_norm": 2.45, "spawn_margin": 6.6, "wall_margin": 4.1,
+}
 
 
 @dataclass
@@ -81,6 +106,8 @@ class Layout:
     door_y: float
     wall_width: float
     door_size: float
+    border: float = 0.0
+    size: float = 65.0
 
     @property
     def wall_lo(self) -> float:
@@ -103,7 +130,11 @@ class Layout:
         x, y = xy[..., 0], xy[..., 1]
         in_wall = (x > self.wall_lo) & (x < self.wall_hi)
         in_door = (y > self.door_lo) & (y < self.door_hi)
-        return in_wall & ~in_door
+        blocked = in_wall & ~in_door
+        if self.border > 0:
+            lo, hi = self.border, self.size - 1 - self.border
+            blocked = blocked | (x < lo) | (x > hi) | (y < lo) | (y > hi)
+        return blocked
 
     def room(self, xy: np.ndarray) -> np.ndarray:
         """0 for the left room, 1 for the right one (points in the doorway count by their side of ``wall_x``)."""
@@ -115,15 +146,15 @@ def dynamics(state: np.ndarray, action: np.ndarray, layout: Layout, cfg: TwoRoom
 
     The action is capped to ``cfg.max_action_norm`` and applied in ``cfg.substeps`` equal parts;
     a part that would end inside the wall keeps only the axis that stays out of it (sliding), or
-    neither. The border clamps to ``[0, size - 1]``.
+    neither. The border clamps to ``[border, size - 1 - border]``.
     """
     pos = np.array(state, dtype=np.float64, copy=True)
     step = clip_actions(action, cfg.max_action_norm) / cfg.substeps
     pos, step = np.broadcast_arrays(pos, step)
     pos = pos.copy()
-    hi = cfg.size - 1.0
+    lo, hi = layout.border, cfg.size - 1.0 - layout.border
     for _ in range(cfg.substeps):
-        full = np.clip(pos + step, 0.0, hi)
+        full = np.clip(pos + step, lo, hi)
         only_x = np.stack([full[..., 0], pos[..., 1]], axis=-1)
         only_y = np.stack([pos[..., 0], full[..., 1]], axis=-1)
         ok_full = ~layout.blocked(full)
@@ -146,6 +177,10 @@ def render_state(xy: np.ndarray, layout: Layout, cfg: TwoRoomsConfig) -> np.ndar
     col_cov = np.clip(np.minimum(centres + half, layout.wall_hi) - np.maximum(centres - half, layout.wall_lo), 0, None) * s
     row_gap = np.clip(np.minimum(centres + half, layout.door_hi) - np.maximum(centres - half, layout.door_lo), 0, None) * s
     wall = col_cov[None, :] * (1.0 - row_gap[:, None])  # [H, W]
+    if layout.border > 0:  # border walls: coverage of the band outside [border - 0.5, size - 0.5 - border]
+        inner = np.clip(np.minimum(centres + half, cfg.size - 0.5 - layout.border)
+                        - np.maximum(centres - half, layout.border - 0.5), 0, None) * s
+        wall = np.maximum(wall, 1.0 - inner[None, :] * inner[:, None])
     base = FLOOR_COLOR + wall[..., None] * (WALL_COLOR - FLOOR_COLOR)
     # The agent as a disc with a one-pixel soft edge (area-like anti-aliasing).
     cx = xy[..., 0, None, None]
@@ -197,20 +232,22 @@ class TwoRooms(Env):
     # -- episode -----------------------------------------------------------------------------
     def _default_layout(self) -> Layout:
         c = self.config
-        return Layout(c.wall_x, c.door_y, c.wall_width, c.door_size)
+        return Layout(c.wall_x, c.door_y, c.wall_width, c.door_size, c.border, c.size)
 
     def _draw_layout(self) -> Layout:
         c = self.config
         wall_x = float(self.rng.uniform(*c.wall_range)) if c.random_wall else c.wall_x
         door_y = float(self.rng.uniform(*c.door_range)) if c.random_door else c.door_y
-        return Layout(wall_x, door_y, c.wall_width, c.door_size)
+        return Layout(wall_x, door_y, c.wall_width, c.door_size, c.border, c.size)
 
     def sample_free_state(self, room: int | None = None) -> np.ndarray:
         """A uniformly drawn position off the wall, in ``room`` (0 left, 1 right) if given."""
-        c, margin = self.config, 1.0
+        c = self.config
+        margin = max(c.spawn_margin, self.layout.border + 1.0)
+        wall_margin = self.layout.wall_width if c.wall_margin is None else c.wall_margin
         for _ in range(1000):
             xy = self.rng.uniform(margin, c.size - 1 - margin, size=2)
-            if self.layout.blocked(xy) or abs(xy[0] - self.layout.wall_x) < self.layout.wall_width:
+            if self.layout.blocked(xy) or abs(xy[0] - self.layout.wall_x) < wall_margin:
                 continue
             if room is not None and int(self.layout.room(xy)) != room:
                 continue
@@ -232,7 +269,7 @@ class TwoRooms(Env):
         options = options or {}
         self.layout = self._draw_layout()
         if "layout" in options:
-            self.layout = Layout(**options["layout"])
+            self.layout = Layout(**({"size": float(self.config.size)} | dict(options["layout"])))
         self.state = np.asarray(options["state"], dtype=np.float64) if "state" in options else self.sample_free_state()
         if self.layout.blocked(self.state):
             raise ValueError(f"TwoRooms.reset: start state {tuple(self.state)} is inside the wall")
@@ -293,6 +330,10 @@ class TwoRooms(Env):
     def episode_arrays(self) -> dict[str, np.ndarray]:
         return {f"layout_{k}": np.float32(v) for k, v in asdict(self.layout).items()}
 
+    def options_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        layout = {k[len("layout_"):]: float(v) for k, v in arrays.items() if k.startswith("layout_")}
+        return {"layout": layout} if layout else {}
+
     # -- pictures ----------------------------------------------------------------------------
     def goal_picture(self, frame: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """A green ring of radius ``success_radius`` around the goal, on a copy of ``frame``."""
@@ -316,6 +357,11 @@ class TwoRooms(Env):
         lay, size = self.layout, self.config.size
         ax.add_patch(Rectangle((lay.wall_lo, -0.5), lay.wall_width, lay.door_lo + 0.5, color="0.6"))
         ax.add_patch(Rectangle((lay.wall_lo, lay.door_hi), lay.wall_width, size - 0.5 - lay.door_hi, color="0.6"))
+        if lay.border > 0:
+            b = lay.border
+            for xy, w, h in (((-0.5, -0.5), size, b), ((-0.5, size - 0.5 - b), size, b),
+                             ((-0.5, -0.5), b, size), ((size - 0.5 - b, -0.5), b, size)):
+                ax.add_patch(Rectangle(xy, w, h, color="0.6"))
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {

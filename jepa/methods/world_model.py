@@ -341,14 +341,23 @@ class ActionConditionedWorldModel(JepaMethod):
         return self
 
 
-def load_world_model(path: str, map_location: str | torch.device = "cpu") -> ActionConditionedWorldModel:
-    """A trained world model from a ``jepa fit`` checkpoint, in eval mode."""
+def load_world_model(path: str, map_location: str | torch.device = "cpu", trust: bool = False) -> ActionConditionedWorldModel:
+    """A trained world model from a ``jepa fit`` checkpoint, in eval mode.
+
+    Read without running code from the file (``weights_only``) unless ``trust`` or
+    ``JEPA_TRUST_CHECKPOINTS=1`` (:mod:`jepa.safe_load`)."""
     import os
+
+    from jepa.safe_load import is_trusted, refusal
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"world-model checkpoint not found: {path}")
     try:
-        model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+        model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location,
+                                                                 weights_only=not is_trusted(trust))
     except Exception as e:
+        refused = refusal(path, e)
+        if refused is not None:
+            raise refused from e
         raise ValueError(f"{path} is not a readable ActionConditionedWorldModel checkpoint ({type(e).__name__}: {e})") from e
     return model.eval()

@@ -100,6 +100,7 @@ class EpisodeResult:
     goal_room: int
     replan_seconds: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
+    first_success_step: int | None = None  # the first step at which the success test held (any rule)
 
 
 def run_episode(
@@ -111,16 +112,23 @@ def run_episode(
     execute: int = 1,
     frameskip: int = 1,
     keep_frames: bool = False,
+    until: str = "success",
 ) -> EpisodeResult:
     """Run one episode from the environment's current state toward its goal.
 
     Either ``planner`` + ``cost`` (MPC: replan, execute the first ``execute`` planner steps, each
     held ``frameskip`` environment steps, warm-start the next plan with the rest of the mean), or
-    ``act(obs, info) -> action`` for a policy such as the random baseline. Stops at success
-    (``env.is_success`` of the state against the goal) or when the environment terminates.
+    ``act(obs, info) -> action`` for a policy such as the random baseline.
+
+    ``until="success"`` (the first-contact rule) stops at the first success (``env.is_success`` of
+    the state against the goal) or when the environment terminates; ``until="budget"`` (the
+    EB-JEPA / PLDM rule) always runs all ``max_steps`` steps and the episode succeeds when its
+    *final* state passes the test. Either way ``first_success_step`` records when it first passed.
     """
     if (act is None) == (planner is None):
         raise ValueError("run_episode needs either a policy `act` or a `planner` with a `cost`")
+    if until not in ("success", "budget"):
+        raise ValueError(f"run_episode: until must be 'success' or 'budget', got {until!r}")
     if env.goal is None:
         raise ValueError("run_episode: the environment has no goal (reset with options={'goal': ...} or sample_goal)")
     goal = np.asarray(env.goal).copy()
@@ -130,7 +138,8 @@ def run_episode(
     start_room, goal_room = env.room(info["state"]), env.room(goal)
     warm: torch.Tensor | None = None
     steps, success = 0, env.is_success(info["state"], goal)
-    done = success
+    first = 0 if success else None
+    done = success and until == "success"
     while steps < max_steps and not done:
         if planner is not None:
             assert cost is not None
@@ -152,7 +161,9 @@ def run_episode(
             if keep_frames:
                 frames.append(obs)
             success = env.is_success(info["state"], goal)
-            done = success or terminated
+            if success and first is None:
+                first = steps
+            done = (success or terminated) if until == "success" else False
             if done or steps >= max_steps:
                 break
-    return EpisodeResult(success, steps, np.stack(states), goal, start_room, goal_room, replans, frames)
+    return EpisodeResult(success, steps, np.stack(states), goal, start_room, goal_room, replans, frames, first)

@@ -29,6 +29,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from jepa.safe_load import UnsafeFileError, torch_load
+
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not what the caller expects."""
@@ -43,15 +45,20 @@ class Preempted(Exception):  # noqa: N818 - an event, not a failure
         super().__init__(f"received {signame}: saved {path}; {again} to resume")
 
 
-def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a Lightning checkpoint written by ``jepa fit``; every failure names the file."""
+def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", trust: bool = False) -> dict[str, Any]:
+    """Load a Lightning checkpoint written by ``jepa fit``; every failure names the file.
+
+    Read without running code from the file (``weights_only``) unless ``trust`` or
+    ``JEPA_TRUST_CHECKPOINTS=1`` (:mod:`jepa.safe_load`)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder; pass a .ckpt file (or 'last' to resume the newest last*.ckpt)")
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=False)
+        obj = torch_load(p, map_location=map_location, trust=trust)
+    except UnsafeFileError as e:
+        raise CheckpointError(str(e)) from e
     except Exception as e:  # truncated, corrupt, or not a torch file at all
         size = p.stat().st_size
         raise CheckpointError(

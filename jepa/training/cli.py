@@ -8,8 +8,8 @@
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
-  jepa data collect two-rooms --episodes N --steps T --out DIR   trajectories (video + actions + states)
-  jepa plan --world-model CKPT --env two-rooms --episodes 50     MPC toward goal images, with baselines
+  jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
+  jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
 """
 
@@ -50,7 +50,16 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from jepa.envs.collect import collect
     from jepa.envs.policies import RandomWalkPolicy
 
-    env_kwargs = {}
+    env_kwargs: dict = {}
+    if args.protocol:
+        from jepa.planning.protocols import get_protocol
+
+        proto = get_protocol(args.protocol)
+        if proto.env != args.env:
+            print(f"jepa data collect: --protocol {args.protocol} is for the {proto.env!r} environment, not {args.env!r}",
+                  file=sys.stderr)
+            return 2
+        env_kwargs.update(proto.env_kwargs)
     if args.random_wall:
         env_kwargs["random_wall"] = True
     if args.random_door:
@@ -65,7 +74,21 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from jepa.planning.evaluate import PlanConfig, evaluate, format_table, write_outputs
+    from jepa.planning.evaluate import (
+        PlanConfig,
+        evaluate,
+        format_table,
+        resolve_protocol,
+        write_outputs,
+    )
+    from jepa.planning.protocols import get_protocol
+
+    env = args.env or (get_protocol(args.protocol).env if args.protocol else "two-rooms")
+    try:
+        protocol = resolve_protocol(env, args.protocol)
+    except ValueError as e:
+        print(f"jepa plan: {e}", file=sys.stderr)
+        return 2
 
     cfg = PlanConfig(
         planner=args.planner, horizon=args.horizon, samples=args.samples, iterations=args.iterations,
@@ -92,11 +115,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             print(f"note: the world model was trained with frameskip {trained_skip}; planning with {args.frameskip}")
     elif args.frameskip is None:
         cfg.frameskip = 1
-    report, results = evaluate(wm, args.env, args.episodes, args.seed, cfg, args.agents, args.gif_episodes,
-                               progress=not args.quiet)
+    if protocol.needs_trajectories and args.trajectories and args.world_model:
+        from jepa.hub import latest_checkpoint
+        from jepa.planning.evaluate import check_held_out
+        from jepa.training.checkpointing import read_checkpoint
+
+        hp = read_checkpoint(latest_checkpoint(args.world_model)).get("datamodule_hyper_parameters") or {}
+        check_held_out(args.trajectories, hp.get("train"))
+    report, results = evaluate(wm, env, args.episodes, args.seed, cfg, args.agents, args.gif_episodes,
+                               progress=not args.quiet, protocol=protocol, trajectories=args.trajectories)
     print(format_table(report))
     if args.out:
-        paths = write_outputs(args.out, report, results, args.env)
+        paths = write_outputs(args.out, report, results, env)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -230,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--seed", type=int, default=0)
     col.add_argument("--momentum", type=float, default=0.9, help="random-walk momentum of the actions")
     col.add_argument("--noise", type=float, default=0.4, help="per-step action noise, as a fraction of the largest action")
+    from jepa.planning.protocols import PROTOCOLS
+
+    col.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
+                     help="collect from this evaluation protocol's layout distribution (eb-jepa: random wall and door)")
     col.add_argument("--random-wall", action="store_true", help="Two Rooms: redraw the wall position per episode")
     col.add_argument("--random-door", action="store_true", help="Two Rooms: redraw the door position per episode")
     col.add_argument("--val-fraction", type=float, default=0.1)
@@ -285,8 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="plan toward goal images with a world model (MPC), beside random and perfect-model baselines")
     pl.add_argument("--world-model", default=None, help="jepa fit checkpoint of an ActionConditionedWorldModel, or its run folder")
-    pl.add_argument("--env", default="two-rooms", choices=env_names())
-    pl.add_argument("--episodes", type=int, default=50)
+    pl.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
+                    help="evaluation protocol: layouts, goals, budget, success rule, episodes "
+                         "(default: the environment's headline protocol, eb-jepa for two-rooms)")
+    pl.add_argument("--env", default=None, choices=env_names(), help="default: the protocol's, else two-rooms")
+    pl.add_argument("--trajectories", default=None,
+                    help="held-out trajectory manifest for protocols that take starts and goals from recordings (swm)")
+    pl.add_argument("--episodes", type=int, default=None, help="default: the protocol's (50)")
     pl.add_argument("--seed", type=int, default=0, help="evaluation seed: start and goal states come from it")
     pl.add_argument("--planner", default="mppi", choices=["mppi", "cem"])
     pl.add_argument("--horizon", type=int, default=12, help="planner steps (each held --frameskip env steps)")
@@ -294,13 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--iterations", type=int, default=6)
     pl.add_argument("--execute", type=int, default=1, help="planner steps executed per replan")
     pl.add_argument("--frameskip", type=int, default=None, help="env steps per planner step (default: the world model's)")
-    pl.add_argument("--max-steps", type=int, default=200)
+    pl.add_argument("--max-steps", type=int, default=None, help="step budget (default: the protocol's, 200)")
     pl.add_argument("--distance", default="l2", choices=["l2", "l1"])
     pl.add_argument("--reduce", default="sum", choices=["final", "sum"], help="energy over the horizon: summed (default) or final step")
     pl.add_argument("--agents", nargs="+", default=["world_model", "perfect_model", "random"],
                     choices=["world_model", "perfect_model", "random"])
     pl.add_argument("--gif-episodes", type=int, default=4)
     pl.add_argument("--out", default=None, help="folder for plan.json, plan.md, plan.gif, trajectories.png")
+    pl.add_argument("--trust-checkpoint", action="store_true",
+                    help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     pl.add_argument("--device", default="cpu")
     pl.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     pl.add_argument("--quiet", action="store_true")
@@ -309,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
     ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit, or a run folder (its newest last*.ckpt)")
     ex.add_argument("--out", required=True, help="output file (e.g. encoder.pt)")
+    ex.add_argument("--trust-checkpoint", action="store_true",
+                    help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     ex.add_argument("--which", default="target", choices=["target", "context"],
                     help="EMA target encoder (default) or the online context encoder")
     ex.set_defaults(func=_cmd_export)
@@ -321,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--head", nargs="+", default=["linear"], choices=["linear", "attentive"])
     pr.add_argument("--seeds", type=int, default=3, help="head trainings per model (mean and std reported)")
     pr.add_argument("--out", default=None, help="folder for probe.json, probe.md and probe.png")
+    pr.add_argument("--trust-checkpoint", action="store_true",
+                    help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     pr.add_argument("--cache-dir", default=None, help="feature cache (default: $JEPA_CACHE_DIR or ~/.cache/jepa/features)")
     pr.add_argument("--views", type=int, default=2, help="evenly spaced clips per video, predictions averaged")
     pr.add_argument("--crops", type=int, default=1, help="spatial crops per clip (3: start, centre, end)")
@@ -366,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from jepa.training.checkpointing import CheckpointError
 
+    if getattr(args, "trust_checkpoint", False):  # the user vouches for the files this command reads
+        from jepa.safe_load import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, CheckpointError, ValueError) as e:
