@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
+
 # write_manifest is not used here; imported so ``from data_pipelines.synth import write_manifest``
 # keeps working (the writers lived in this module before data_pipelines.writers).
 from data_pipelines.writers import write_manifest as write_manifest
-from data_pipelines.writers import write_split_manifests, write_video
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 SPEEDS: tuple[float, ...] = (0.75, 1.5, 2.5)  # px / frame, bin centres
@@ -192,9 +193,11 @@ def make_moving_shapes(
     cfg: MovingShapesConfig | None = None,
     val_fraction: float = 0.2,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``videos`` files under ``out/videos/`` and manifests ``manifest.csv`` (all),
     ``train.csv`` and ``val.csv`` (a seeded split). Returns the path of ``manifest.csv``.
+    An existing dataset in ``out`` is an error unless ``overwrite`` (then it is replaced whole).
 
     Deterministic for a seed: video i depends only on (seed, i), whatever the worker count.
     """
@@ -202,7 +205,7 @@ def make_moving_shapes(
     if cfg.size % 2:
         raise ValueError(f"size must be even for yuv420p video, got {cfg.size}")
     out = Path(out)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    prepare_dataset_dir(out, "videos", overwrite)
     jobs = [(i, seed, str(out), cfg) for i in range(videos)]
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1 and videos > 8:

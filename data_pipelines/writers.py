@@ -4,6 +4,7 @@ generator (``data_pipelines.synth``) and trajectory collection (``jepa.envs.coll
 write_video            uint8 frames -> a video file with PyAV (deterministic libx264 settings)
 write_manifest         rows (each with a ``path`` key) -> a manifest CSV
 write_split_manifests  ``manifest.csv`` plus a seeded ``train.csv`` / ``val.csv`` split
+prepare_dataset_dir    refuse to write into an existing dataset unless told to replace it
 """
 
 from __future__ import annotations
@@ -15,6 +16,36 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+MANIFESTS = ("manifest.csv", "train.csv", "val.csv", "test.csv")
+
+
+class DatasetExistsError(FileExistsError):
+    """The output folder already holds a dataset and ``overwrite`` was not given."""
+
+
+def prepare_dataset_dir(out: str | os.PathLike, subdir: str, overwrite: bool = False) -> Path:
+    """Make ``out/subdir`` for a new dataset. If ``out`` already holds one (a manifest, or files in
+    ``subdir``), raise :class:`DatasetExistsError` naming it, unless ``overwrite``: then its
+    manifests and ``subdir`` are removed first, so old and new files never mix. Other files in
+    ``out`` are left alone."""
+    import shutil
+
+    out = Path(out)
+    files = out / subdir
+    manifests = [out / m for m in MANIFESTS if (out / m).is_file()]
+    old = sorted(files.iterdir()) if files.is_dir() else []
+    if manifests or old:
+        if not overwrite:
+            held = ", ".join([m.name for m in manifests] + ([f"{len(old)} files in {subdir}/"] if old else []))
+            raise DatasetExistsError(f"{out} already holds a dataset ({held}); pass --overwrite to replace it, "
+                                     "or choose another --out")
+        for m in manifests:
+            m.unlink()
+        if files.is_dir():
+            shutil.rmtree(files)
+    files.mkdir(parents=True, exist_ok=True)
+    return files
 
 
 def write_video(

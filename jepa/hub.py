@@ -154,7 +154,17 @@ def create_encoder(name: str, pretrained: str | os.PathLike[str] | None = None, 
     """timm-style constructor: a preset, optionally with weights from an exported file or checkpoint."""
     if pretrained is None:
         return VideoViT.from_preset(name, **overrides)
+    if name not in PRESETS:
+        raise ValueError(f"unknown encoder preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     enc = load_encoder(pretrained)
+    arch = (enc.config["embed_dim"], enc.config["depth"], enc.config["num_heads"], enc.config["mlp_ratio"])
+    if tuple(PRESETS[name]) != arch:
+        held = [k for k, v in PRESETS.items() if tuple(v) == arch]
+        raise ValueError(
+            f"{pretrained} holds a {held[0] if held else 'custom'} encoder (embed_dim {arch[0]}, depth {arch[1]}, "
+            f"{arch[2]} heads), not {name!r}; pass create_encoder({held[0] if held else 'NAME'!r}, pretrained=...) "
+            "or jepa.load_encoder(path)"
+        )
     if overrides:
         config = {**enc.config, **overrides}
         new = VideoViT(**config)

@@ -75,6 +75,16 @@ def test_manifest_whose_files_do_not_exist(tmp_path: Path, synth_dir: Path, caps
     assert f"none of the {n} files listed in {manifest} exist (first: {tmp_path / 'm' / 'bad0.mp4'})" in err, err
 
 
+def test_fewer_videos_than_one_batch(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    n = sum(1 for _ in open(synth_dir / "train.csv")) - 1  # noqa: SIM115
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=n + 1)
+    assert fit(cfg) == 2  # not "No training batches" and exit 0 with no checkpoint
+    err = capsys.readouterr().err
+    assert f"has {n} videos, fewer than one batch (data.init_args.batch_size={n + 1})" in last_line(err), err
+    assert f"lower data.init_args.batch_size to at most {n}" in err
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").rglob("*.ckpt"))
+
+
 def test_clip_longer_than_every_video(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, data={"num_frames": 16, "frame_step": 4})
     assert fit(cfg) == 2

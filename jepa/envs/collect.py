@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from data_pipelines.writers import write_split_manifests, write_video
+from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
 from jepa.envs.policies import RandomWalkPolicy
 from jepa.envs.registry import make_env
 
@@ -56,13 +56,15 @@ def collect(
     val_fraction: float = 0.1,
     workers: int | None = None,
     fps: int = 10,
+    overwrite: bool = False,
 ) -> Path:
-    """Collect ``episodes`` episodes of ``steps`` actions; returns the manifest's path."""
+    """Collect ``episodes`` episodes of ``steps`` actions; returns the manifest's path. An existing
+    dataset in ``out`` is an error unless ``overwrite`` (then it is replaced whole)."""
     if episodes < 1 or steps < 1:
         raise ValueError(f"collect: episodes and steps must be >= 1, got {episodes} and {steps}")
     make_env(env_name, **(env_kwargs or {}))  # fail early on a bad name or option
     out = Path(out)
-    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    prepare_dataset_dir(out, "episodes", overwrite)
     policy = policy or RandomWalkPolicy()
     jobs = [(env_name, i, seed, steps, str(out), policy, env_kwargs or {}, fps) for i in range(episodes)]
     workers = workers or min(os.cpu_count() or 1, 8)

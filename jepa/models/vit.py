@@ -237,9 +237,19 @@ class VideoViT(nn.Module):
     def get_intermediate_layers(
         self, video: torch.Tensor, n: int | list[int] = 1, norm: bool = True
     ) -> list[torch.Tensor]:
-        """Token outputs of the last ``n`` blocks (or of the block indices in ``n``), timm style."""
+        """Token outputs of the last ``n`` blocks (or of the block indices in ``n``, negative from the
+        end), timm style, in block order. Out-of-range counts or indices raise ``ValueError``."""
         depth = len(self.blocks.blocks)
-        wanted = set(range(depth - n, depth)) if isinstance(n, int) else set(n)
+        if isinstance(n, int):
+            if not 1 <= n <= depth:
+                raise ValueError(f"get_intermediate_layers: n={n} blocks asked of a {depth}-block encoder; use 1..{depth}")
+            wanted = set(range(depth - n, depth))
+        else:
+            bad = [i for i in n if not -depth <= int(i) < depth]
+            if bad or not n:
+                raise ValueError(f"get_intermediate_layers: block indices {bad or list(n)} are out of range for a "
+                                 f"{depth}-block encoder; use 0..{depth - 1} or -{depth}..-1")
+            wanted = {int(i) % depth for i in n}
         x, grid = self.embed(video)
         _, outs = self.blocks(x, None, collect=wanted, rope=self.rope(grid, None, x.device))
         return [self.norm(o) if norm else o for o in outs]

@@ -150,8 +150,7 @@ class FeatureCache:
 def _encode(model: nn.Module, video: torch.Tensor, layer: int) -> torch.Tensor:
     if layer == -1 or isinstance(model, PixelFeatures):
         return model.forward_features(video)
-    depth = len(model.blocks.blocks)  # type: ignore[union-attr]
-    return model.get_intermediate_layers(video, [layer % depth])[0]  # type: ignore[operator]
+    return model.get_intermediate_layers(video, [layer])[0]  # type: ignore[operator]
 
 
 @torch.no_grad()

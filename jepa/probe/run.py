@@ -92,6 +92,10 @@ def run_probe(
     start = time.perf_counter()
     encoder = latest_checkpoint(encoder)  # a run folder means its newest last*.ckpt
     enc = load_encoder(encoder)
+    depth = len(enc.blocks.blocks)
+    if not -depth <= layer < depth:
+        raise ValueError(f"--layer {layer} is out of range for this {depth}-block encoder; use 0..{depth - 1} "
+                         f"(or -1 for the final normalised output)")
     spec = clip_spec_for(enc, encoder_meta(encoder), views, crops, frame_step, crop_fraction)
     train_set = probe_dataset(train, spec)
     val_set = probe_dataset(val, spec, vocab=train_set.source.vocab)

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _add_clip_args(p: argparse.ArgumentParser, num_frames: int = 16, frame_step: int = 2) -> None:
@@ -39,7 +40,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         size=args.size, frames=args.frames, fps=args.video_fps, distractors=args.distractors, gop=args.gop
     )
     start = time.perf_counter()
-    manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, args.val_fraction, args.workers)
+    manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, args.val_fraction, args.workers, args.overwrite)
     print(f"wrote {args.videos} videos and {manifest} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -67,7 +68,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     manifest = collect(
         args.env, args.out, args.episodes, args.steps, args.seed, RandomWalkPolicy(args.momentum, args.noise),
-        env_kwargs, args.val_fraction, args.workers,
+        env_kwargs, args.val_fraction, args.workers, overwrite=args.overwrite,
     )
     print(f"wrote {args.episodes} episodes of {args.steps} steps and {manifest} in {time.perf_counter() - start:.1f} s")
     return 0
@@ -178,6 +179,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from jepa.hub import export_encoder, latest_checkpoint, load_encoder
 
     ckpt = latest_checkpoint(args.checkpoint)
+    if Path(args.out).exists() and not args.overwrite:
+        print(f"jepa export: {args.out} already exists; pass --overwrite to replace it, or choose another --out",
+              file=sys.stderr)
+        return 2
     out = export_encoder(ckpt, args.out, args.which)
     enc = load_encoder(out)
     n = sum(p.numel() for p in enc.parameters())
@@ -239,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data.add_parser("synth", help="write a built-in synthetic dataset as video files")
     synth.add_argument("kind", choices=["moving-shapes"])
     synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
     synth.add_argument("--videos", type=int, default=2000)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=64, help="frame height and width")
@@ -255,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     col = data.add_parser("collect", help="roll out a random-walk policy in an environment and write trajectories")
     col.add_argument("env", choices=env_names())
     col.add_argument("--out", required=True, help="output folder")
+    col.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
     col.add_argument("--episodes", type=int, default=1000)
     col.add_argument("--steps", type=int, default=100, help="actions per episode (frames: steps + 1)")
     col.add_argument("--seed", type=int, default=0)
@@ -350,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
     ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit, or a run folder (its newest last*.ckpt)")
     ex.add_argument("--out", required=True, help="output file (e.g. encoder.pt)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file (default: refuse)")
     ex.add_argument("--trust-checkpoint", action="store_true",
                     help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     ex.add_argument("--which", default="target", choices=["target", "context"],
@@ -417,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[TRUST_ENV] = "1"
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, CheckpointError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, CheckpointError, ValueError) as e:
         # Bad input (a missing or foreign file, a bad value): one line naming it, no traceback
         # (JEPA_TRACEBACK=1 shows it).
         if os.environ.get("JEPA_TRACEBACK"):

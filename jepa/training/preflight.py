@@ -149,6 +149,29 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, trainer: L.Tra
     check_checkpoint_matches(ckpt, ckpt_path, model)
 
 
+def check_one_batch(dm: L.LightningDataModule, trainer: L.Trainer) -> None:
+    """Every rank gets at least one full training batch (the loader drops the last partial one)."""
+    hp = _hp(dm)
+    if not hp.get("train") or "batch_size" not in hp:
+        return
+    from data_pipelines.sources import load_source
+
+    try:
+        videos = len(load_source(Path(str(hp["train"]))))
+    except (ValueError, KeyError, FileNotFoundError):
+        return  # check_video_data has reported it
+    ranks = max(1, int(getattr(trainer, "world_size", 1) or 1))
+    need = int(hp["batch_size"]) * ranks
+    if videos < need:
+        per = f" x {ranks} processes" if ranks > 1 else ""
+        raise ConfigError(
+            f"data.init_args.train: {hp['train']} has {videos} videos, fewer than one batch "
+            f"(data.init_args.batch_size={hp['batch_size']}{per}), so there would be no training step; add videos "
+            f"(e.g. `jepa data synth moving-shapes --videos 2000`) or lower data.init_args.batch_size to at most "
+            f"{max(1, videos // ranks)}"
+        )
+
+
 def preflight(model: L.LightningModule, dm: L.LightningDataModule | None, trainer: L.Trainer, ckpt_path: str | None) -> None:
     """Every check that applies to this model / data module pair."""
     from data_pipelines.datamodule import VideoDataModule
@@ -156,6 +179,7 @@ def preflight(model: L.LightningModule, dm: L.LightningDataModule | None, traine
 
     if isinstance(dm, VideoDataModule):
         check_video_data(dm)
+        check_one_batch(dm, trainer)
     elif isinstance(dm, TrajectoryDataModule):
         hp = _hp(dm)
         for key in ("train", "val"):
