@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 
 from jepa.models.vit import PRESETS, VideoViT
-from jepa.safe_load import UnsafeFileError, torch_load
+from jepa.safe_load import UnsafeFileError, describe_file, torch_load
 
 FORMAT = "jepa-encoder"
 VERSION = 1
@@ -45,7 +45,7 @@ def _read(path: str | os.PathLike[str], trust: bool = False) -> dict[str, Any]:
 def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     hp = ckpt.get("hyper_parameters") or {}
     if "encoder" not in hp or "input_size" not in hp:
-        raise ValueError(f"{path} is a Lightning checkpoint without VideoJEPA hyper-parameters (encoder, input_size)")
+        raise ValueError(f"{path} has no VideoJEPA encoder to take: it is {describe_file(ckpt)}")
     d, depth, heads, mlp = PRESETS[hp["encoder"]]
     config = dict(
         embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp, patch_size=hp["patch_size"],
@@ -103,8 +103,8 @@ def export_encoder(
     """Write an encoder-only file from a ``jepa fit`` checkpoint (or run folder); returns its path."""
     checkpoint = latest_checkpoint(checkpoint)
     ckpt = _read(checkpoint)
-    if "state_dict" not in ckpt:
-        raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict')")
+    if "state_dict" not in ckpt or ckpt.get("format") == FORMAT:
+        raise ValueError(f"{checkpoint} is not a jepa fit checkpoint to export from: it is {describe_file(ckpt)}")
     config, sd = _encoder_from_checkpoint(ckpt, str(checkpoint), which)
     meta = {"source": str(checkpoint), "which": which, "global_step": ckpt.get("global_step"), "data": _data_meta(ckpt)}
     return _write(config, sd, meta, out)
@@ -141,7 +141,7 @@ def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context
         config, sd = _encoder_from_checkpoint(obj, str(path), which)
         meta = {"source": str(path), "which": which, "global_step": obj.get("global_step"), "data": _data_meta(obj)}
     else:
-        raise ValueError(f"{path} is neither a jepa encoder file nor a Lightning checkpoint")
+        raise ValueError(f"{path} is neither a jepa encoder file nor a Lightning checkpoint: it is {describe_file(obj)}")
     enc = VideoViT(**config)
     missing, unexpected = enc.load_state_dict(sd, strict=False)
     if missing or unexpected:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TRUST_ENV", "UnsafeFileError", "is_trusted", "refusal", "torch_load"]
+__all__ = ["TRUST_ENV", "UnsafeFileError", "describe_file", "is_trusted", "refusal", "torch_load"]
 
 TRUST_ENV = "JEPA_TRUST_CHECKPOINTS"
 
@@ -68,3 +68,20 @@ def torch_load(path: str | os.PathLike[str], map_location: Any = "cpu", trust: b
         if refused is None:
             raise
         raise refused from e
+
+
+def describe_file(obj: Any) -> str:
+    """What a loaded torch file is, in words, for error messages."""
+    if not isinstance(obj, dict):
+        return f"a {type(obj).__name__}"
+    if obj.get("format") == "jepa-encoder":
+        return ("an encoder file from jepa export (weights only, no training state); use it with "
+                "jepa.load_encoder / jepa probe --encoder, or as a world model's encoder_checkpoint")
+    hp = obj.get("hyper_parameters") or {}
+    if "state_dict" in obj and hp:
+        if "action_dim" in hp or "rollout_steps" in hp:
+            return "a world-model (ActionConditionedWorldModel) checkpoint from jepa fit"
+        if "masks" in hp or "input_size" in hp:
+            return "a VideoJEPA pretraining checkpoint from jepa fit"
+        return "a Lightning checkpoint of another model"
+    return f"a dict with keys {sorted(map(str, obj))[:6]}, no 'state_dict'"

@@ -149,7 +149,7 @@ def test_bad_files_to_load_encoder_and_plan(tmp_path: Path, real_ckpt: Path, cap
     err = capsys.readouterr().err
     assert f"{half} is not a readable ActionConditionedWorldModel checkpoint" in last_line(err), err
     assert main(["plan", "--world-model", str(real_ckpt), "--episodes", "1"]) == 2  # a pretraining checkpoint
-    assert "ActionConditionedWorldModel" in capsys.readouterr().err
+    assert "is not a world-model checkpoint: it is a VideoJEPA pretraining checkpoint" in capsys.readouterr().err
 
 
 def test_skipped_bad_files_are_counted_in_the_training_logs(tmp_path: Path, synth_dir: Path) -> None:
@@ -178,3 +178,25 @@ def test_every_file_bad_stops_instead_of_spinning(tmp_path: Path, synth_dir: Pat
     err = capsys.readouterr().err
     assert last_line(err).startswith("jepa fit: error: ") and f"all {n} videos failed to decode" in last_line(err), err
     shutil.rmtree(tmp_path / "m")
+
+
+def test_each_command_says_what_a_wrong_file_is(
+    tmp_path: Path, synth_dir: Path, real_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enc = tmp_path / "enc.pt"
+    assert main(["export", str(real_ckpt), "--out", str(enc)]) == 0
+    capsys.readouterr()
+    # An exported encoder given to resume training: not a KeyError from inside Lightning.
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4)
+    assert fit(cfg, "--ckpt_path", str(enc)) == 2
+    err = last_line(capsys.readouterr().err)
+    assert f"--ckpt_path: {enc} is not a Lightning checkpoint from jepa fit: it is an encoder file from jepa export" in err
+    # A pretraining run or an encoder file given to jepa plan.
+    for path, kind in ((real_ckpt, "a VideoJEPA pretraining checkpoint"), (enc, "an encoder file from jepa export")):
+        assert main(["plan", "--world-model", str(path), "--episodes", "1", "--agents", "world_model"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{path} is not a world-model checkpoint: it is {kind}" in err, err
+    # An encoder file given to jepa export.
+    assert main(["export", str(enc), "--out", str(tmp_path / "again.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{enc} is not a jepa fit checkpoint to export from: it is an encoder file from jepa export" in err, err

@@ -348,10 +348,17 @@ def load_world_model(path: str, map_location: str | torch.device = "cpu", trust:
     ``JEPA_TRUST_CHECKPOINTS=1`` (:mod:`jepa.safe_load`)."""
     import os
 
-    from jepa.safe_load import is_trusted, refusal
+    from jepa.safe_load import describe_file, is_trusted, refusal, torch_load
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"world-model checkpoint not found: {path}")
+    try:
+        kind = describe_file(torch_load(path, map_location="cpu", trust=trust))
+    except Exception:  # unreadable: the load below names it
+        kind = ""
+    if kind and "world-model" not in kind:
+        raise ValueError(f"{path} is not a world-model checkpoint: it is {kind}; jepa plan needs a run of "
+                         "jepa fit --config configs/world_model/...")
     try:
         model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location,
                                                                  weights_only=not is_trusted(trust))

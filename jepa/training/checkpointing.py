@@ -29,7 +29,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from jepa.safe_load import UnsafeFileError, torch_load
+from jepa.safe_load import UnsafeFileError, describe_file, torch_load
 
 
 class CheckpointError(ValueError):
@@ -64,10 +64,10 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu", tru
         raise CheckpointError(
             f"{p} ({size} bytes) is not a readable checkpoint, truncated or corrupt? ({type(e).__name__}: {e})"
         ) from e
-    if not isinstance(obj, dict) or "state_dict" not in obj:
-        what = f"a dict with keys {sorted(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"{p} is not a Lightning checkpoint from jepa fit: it holds {what}, no 'state_dict'")
+    if not isinstance(obj, dict) or "state_dict" not in obj or obj.get("format") == "jepa-encoder":
+        raise CheckpointError(f"{p} is not a Lightning checkpoint from jepa fit: it is {describe_file(obj)}")
     return obj
+
 
 
 def check_checkpoint_matches(ckpt: dict[str, Any], path: str | os.PathLike[str], model: type | L.LightningModule) -> None:
