@@ -35,6 +35,13 @@ from data_pipelines.transforms import (
 )
 
 
+def check_at_least(**values: tuple[int, int]) -> None:
+    """``name=(value, minimum)``: raise naming the first ``data.init_args`` key below its minimum."""
+    for name, (value, least) in values.items():
+        if value is not None and value < least:
+            raise ValueError(f"data.init_args.{name} must be >= {least}, got {value}")
+
+
 class VideoDataModule(L.LightningDataModule):
     """Video clips for training and validation.
 
@@ -97,6 +104,9 @@ class VideoDataModule(L.LightningDataModule):
         shuffle: bool = True,
     ) -> None:
         super().__init__()
+        check_at_least(num_frames=(num_frames, 1), frame_step=(frame_step, 1), clips_per_video=(clips_per_video, 1),
+                       val_clips_per_video=(val_clips_per_video, 1), crop_size=(crop_size, 1),
+                       batch_size=(batch_size, 1), num_workers=(num_workers, 0), decode_threads=(decode_threads, 1))
         self.save_hyperparameters()
         self.train_transform = RandomResizedCropVideo(crop_size, scale, ratio, hflip_prob, mean, std)
         self.eval_transform = CenterCropVideo(crop_size, eval_crop_fraction, mean, std)

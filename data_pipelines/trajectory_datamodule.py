@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from data_pipelines.datamodule import check_at_least
 from data_pipelines.resumable import TrainProgress
 from data_pipelines.trajectories import TrajectoryClipDataset
 
@@ -47,6 +48,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         shuffle: bool = True,
     ) -> None:
         super().__init__()
+        check_at_least(num_frames=(num_frames, 2), frameskip=(frameskip, 1), batch_size=(batch_size, 1),
+                       num_workers=(num_workers, 0), stride=(stride, 1))
         self.save_hyperparameters()
         self.progress = TrainProgress()
         self.train_set: TrajectoryClipDataset | None = None

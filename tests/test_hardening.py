@@ -78,3 +78,29 @@ def test_export_never_replaces_a_file_without_overwrite(tmp_path: Path, capsys: 
     assert main(["export", str(ckpt), "--out", str(ckpt)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert ckpt.read_bytes() == b"resume state"
+
+
+def test_cli_lists_its_commands_and_speaks_one_line(capsys: pytest.CaptureFixture) -> None:
+    from jepa.training.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "fit " in out and "validate " in out and "probe" in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"jepa {jepa.__version__}"
+    for argv, key in ((["probe", "--encoder", "e", "--train", "a", "--val", "b", "--target", "t", "--seeds", "0"], "--seeds"),
+                      (["data", "inspect", "x", "--crop-size", "0"], "--crop-size"),
+                      (["data", "synth", "moving-shapes", "--out", "o", "--videos", "-3"], "--videos")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1, err
+        assert f"argument {key}: must be a positive integer" in err and "--help` lists the options" in err
+    # Both spellings, as LightningCLI's --ckpt_path and our --max-steps differ.
+    args = build_parser().parse_args(["plan", "--max_steps", "7", "--gif-episodes", "0"])
+    assert args.max_steps == 7 and args.gif_episodes == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plan", "--max-steps", "0"])
+    assert "(default: 12)" in build_parser()._subparsers._group_actions[0].choices["plan"].format_help()  # defaults shown

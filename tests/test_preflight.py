@@ -48,7 +48,10 @@ def test_unknown_key_names_the_key(tmp_path: Path, synth_dir: Path, capsys: pyte
     with pytest.raises(SystemExit) as e:
         fit(cfg, "--model.init_args.learning_rate", "0.1")
     assert e.value.code == 2
-    assert "learning_rate" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == ("jepa fit: error: model.init_args.learning_rate is not an option of "
+                                    "jepa.methods.VideoJEPA (`jepa fit --help` lists the options)"), err
+    assert "usage:" not in err
 
 
 def test_wrong_type_names_the_key_and_value(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,7 +59,21 @@ def test_wrong_type_names_the_key_and_value(tmp_path: Path, synth_dir: Path, cap
     with pytest.raises(SystemExit) as e:
         fit(cfg, "--data.init_args.batch_size", "four")
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "batch_size" in err and "four" in err, err
+    assert e.value.code == 2 and "data.init_args.batch_size: expected int, got 'four'" in err, err
+    assert "usage:" not in err
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (("--data.init_args.batch_size", "0"), "data.init_args.batch_size must be >= 1, got 0"),
+    (("--model.init_args.lr", "-1"), "model.init_args.lr must be > 0, got -1.0"),
+    (("--model.init_args.encoder", "vit_nope"), "model.init_args.encoder: unknown preset 'vit_nope'; choose one of"),
+])
+def test_bad_values_are_one_line(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str],
+                                 override: tuple[str, str], message: str) -> None:
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4)
+    assert fit(cfg, *override) == 2
+    err = capsys.readouterr().err
+    assert last_line(err).startswith(f"jepa fit: error: {message}"), err
 
 
 def test_missing_dataset_path(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,6 +60,16 @@ def param_groups(modules: Mapping[str, nn.Module | None]) -> list[dict[str, Any]
     ]
 
 
+def check_hparams(hp: Mapping[str, Any]) -> None:
+    """Optimiser settings every method shares: a bad value stops at construction, naming the key."""
+    rules = {"lr": (lambda v: v > 0, "> 0"), "start_lr": (lambda v: v >= 0, ">= 0"),
+             "final_lr": (lambda v: v >= 0, ">= 0"), "warmup_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+             "weight_decay": (lambda v: v >= 0, ">= 0"), "final_weight_decay": (lambda v: v >= 0, ">= 0")}
+    for key, (ok, allowed) in rules.items():
+        if key in hp and hp[key] is not None and not ok(float(hp[key])):
+            raise ValueError(f"model.init_args.{key} must be {allowed}, got {hp[key]}")
+
+
 class JepaMethod(NonFiniteGuard):
     """Base LightningModule of the JEPA methods (see the module notes)."""
 

@@ -31,10 +31,10 @@ from torch import nn
 
 from data_pipelines.resumable import mix_seed
 from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMaskSampler
-from jepa.methods.base import JepaMethod
+from jepa.methods.base import JepaMethod, check_hparams
 from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
-from jepa.models.vit import VideoViT, gather_tokens
+from jepa.models.vit import PRESETS, VideoViT, gather_tokens
 from jepa.objectives.base import Regularizer
 from jepa.objectives.prediction import LossKind, prediction_loss
 from jepa.objectives.targets import TargetEncoder, TargetKind
@@ -138,7 +138,10 @@ class VideoJEPA(JepaMethod):
             masks = [SHORT_RANGE, LONG_RANGE]
         if target not in ("ema", "stopgrad", "online"):
             raise ValueError(f"model.init_args.target must be 'ema', 'stopgrad' or 'online', got {target!r}")
+        if encoder not in PRESETS:
+            raise ValueError(f"model.init_args.encoder: unknown preset {encoder!r}; choose one of {', '.join(PRESETS)}")
         self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
+        check_hparams(self.hparams)
         # plain dicts in hparams, so checkpoints load with torch.load(weights_only=True)
         specs = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
         self.hparams["masks"] = [asdict(m) for m in specs]

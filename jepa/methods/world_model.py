@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
-from jepa.methods.base import JepaMethod
+from jepa.methods.base import JepaMethod, check_hparams
 from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
@@ -151,8 +151,9 @@ class ActionConditionedWorldModel(JepaMethod):
         if target not in ("stopgrad", "ema", "online"):
             raise ValueError(f"model.init_args.target must be 'stopgrad', 'online' or 'ema', got {target!r}")
         if encoder != "conv" and encoder not in PRESETS and encoder_checkpoint is None:
-            raise ValueError(f"model.encoder {encoder!r} is not 'conv' or one of {sorted(PRESETS)}")
+            raise ValueError(f"model.init_args.encoder {encoder!r} is not 'conv' or one of {sorted(PRESETS)}")
         self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
+        check_hparams(self.hparams)
         self.hparams["conv_widths"] = [int(w) for w in conv_widths]
         if var_weight is not None or cov_weight is not None:  # the keys of earlier versions
             if regularizer is not None:

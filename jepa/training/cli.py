@@ -21,14 +21,53 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 
 def _add_clip_args(p: argparse.ArgumentParser, num_frames: int = 16, frame_step: int = 2) -> None:
-    p.add_argument("--num-frames", type=int, default=num_frames, help="frames per clip")
-    p.add_argument("--frame-step", type=int, default=frame_step, help="source frames between clip frames")
+    p.add_argument("--num-frames", type=positive, default=num_frames, help="frames per clip")
+    p.add_argument("--frame-step", type=positive, default=frame_step, help="source frames between clip frames")
     p.add_argument("--fps", type=float, default=None, help="sample at this frame rate instead of --frame-step")
-    p.add_argument("--short-side", type=int, default=None, help="resize at decode time to this shorter side")
+    p.add_argument("--short-side", type=positive, default=None, help="resize at decode time to this shorter side")
     p.add_argument("--backend", default="pyav", choices=["pyav", "torchcodec"])
+
+
+def positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonnegative(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``jepa CMD: error: ... (jepa CMD --help)``,
+    defaults shown in ``--help``, and every ``--dashed-flag`` also accepted as ``--dashed_flag``
+    (LightningCLI's spelling, so ``jepa fit`` and the other commands take the same style)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:  # type: ignore[override]
+        aliases = [n.replace("-", "_").replace("__", "--", 1) for n in names
+                   if isinstance(n, str) and n.startswith("--") and "-" in n[2:]]
+        return super().add_argument(*names, *[a for a in aliases if a not in names], **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        import re
+
+        message = re.sub(r"(--[\w-]+)/--\w+", r"\1", message)  # name a flag once, not with its --under_score alias
+        print(f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -234,9 +273,16 @@ def _cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jepa", description="JEPA video world models")
+    from jepa import __version__
+
+    parser = OneLineParser(prog="jepa", description="JEPA video world models")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"jepa {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # fit / validate are LightningCLI (main() hands them over before this parser runs); listed for --help.
+    sub.add_parser("fit", add_help=False, help="train from a recipe: jepa fit --config configs/pretrain/quickstart.yaml "
+                   "[--section.key value ...] (jepa fit --help lists every option)")
+    sub.add_parser("validate", add_help=False, help="validate a checkpoint: jepa validate --config RECIPE --ckpt_path CKPT")
 
     data = sub.add_parser("data", help="make, check and inspect datasets").add_subparsers(
         dest="data_command", required=True
@@ -245,15 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("kind", choices=["moving-shapes"])
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
-    synth.add_argument("--videos", type=int, default=2000)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=int, default=64, help="frame height and width")
-    synth.add_argument("--frames", type=int, default=32, help="frames per video")
-    synth.add_argument("--video-fps", type=int, default=25)
-    synth.add_argument("--gop", type=int, default=16, help="keyframe interval")
-    synth.add_argument("--distractors", type=int, default=1)
+    synth.add_argument("--videos", type=positive, default=2000)
+    synth.add_argument("--seed", type=nonnegative, default=0)
+    synth.add_argument("--size", type=positive, default=64, help="frame height and width")
+    synth.add_argument("--frames", type=positive, default=32, help="frames per video")
+    synth.add_argument("--video-fps", type=positive, default=25)
+    synth.add_argument("--gop", type=positive, default=16, help="keyframe interval")
+    synth.add_argument("--distractors", type=nonnegative, default=1)
     synth.add_argument("--val-fraction", type=float, default=0.2)
-    synth.add_argument("--workers", type=int, default=None)
+    synth.add_argument("--workers", type=nonnegative, default=None)
     synth.set_defaults(func=_cmd_synth)
 
     from jepa.envs.registry import env_names  # the registered environments (imports none of them)
@@ -262,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("env", choices=env_names())
     col.add_argument("--out", required=True, help="output folder")
     col.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
-    col.add_argument("--episodes", type=int, default=1000)
-    col.add_argument("--steps", type=int, default=100, help="actions per episode (frames: steps + 1)")
-    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--episodes", type=positive, default=1000)
+    col.add_argument("--steps", type=positive, default=100, help="actions per episode (frames: steps + 1)")
+    col.add_argument("--seed", type=nonnegative, default=0)
     col.add_argument("--momentum", type=float, default=0.9, help="random-walk momentum of the actions")
     col.add_argument("--noise", type=float, default=0.4, help="per-step action noise, as a fraction of the largest action")
     from jepa.planning.protocols import PROTOCOLS
@@ -274,44 +320,44 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--random-wall", action="store_true", help="Two Rooms: redraw the wall position per episode")
     col.add_argument("--random-door", action="store_true", help="Two Rooms: redraw the door position per episode")
     col.add_argument("--val-fraction", type=float, default=0.1)
-    col.add_argument("--workers", type=int, default=None)
+    col.add_argument("--workers", type=nonnegative, default=None)
     col.set_defaults(func=_cmd_collect)
 
     check = data.add_parser("check", help="decode a clip from every file and report problems")
     check.add_argument("source", help="manifest CSV or folder of videos")
     _add_clip_args(check)
     check.add_argument("--strict", action="store_true", help="exit non-zero if any file is bad")
-    check.add_argument("--workers", type=int, default=None)
+    check.add_argument("--workers", type=nonnegative, default=None)
     check.set_defaults(func=_cmd_check)
 
     insp = data.add_parser("inspect", help="print a summary of one training batch")
     insp.add_argument("source", help="manifest CSV or folder of videos")
     _add_clip_args(insp)
-    insp.add_argument("--crop-size", type=int, default=64)
-    insp.add_argument("--batch-size", type=int, default=8)
-    insp.add_argument("--num-workers", type=int, default=2)
+    insp.add_argument("--crop-size", type=positive, default=64)
+    insp.add_argument("--batch-size", type=positive, default=8)
+    insp.add_argument("--num-workers", type=nonnegative, default=2)
     insp.add_argument("--device", default="cuda" if _cuda() else "cpu")
     insp.set_defaults(func=_cmd_inspect)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     bd = bench.add_parser("data", help="loader vs decode-only limit vs naive full decode")
     bd.add_argument("--data", default=None, help="folder for the benchmark videos (reused as is if it has a manifest.csv; default: a temporary folder)")
-    bd.add_argument("--videos", type=int, default=96)
-    bd.add_argument("--video-frames", type=int, default=250, help="frames per benchmark video (10 s at 25 fps)")
-    bd.add_argument("--size", type=int, default=128, help="benchmark video frame size")
-    bd.add_argument("--gop", type=int, default=50, help="keyframe interval of the benchmark videos (2 s)")
-    bd.add_argument("--workers", type=int, default=2)
-    bd.add_argument("--batch-size", type=int, default=8)
-    bd.add_argument("--num-frames", type=int, default=16)
-    bd.add_argument("--frame-step", type=int, default=2)
-    bd.add_argument("--epochs", type=int, default=4, help="loader epochs timed (after a warm-up)")
-    bd.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each side counts")
+    bd.add_argument("--videos", type=positive, default=96)
+    bd.add_argument("--video-frames", type=positive, default=250, help="frames per benchmark video (10 s at 25 fps)")
+    bd.add_argument("--size", type=positive, default=128, help="benchmark video frame size")
+    bd.add_argument("--gop", type=positive, default=50, help="keyframe interval of the benchmark videos (2 s)")
+    bd.add_argument("--workers", type=nonnegative, default=2)
+    bd.add_argument("--batch-size", type=positive, default=8)
+    bd.add_argument("--num-frames", type=positive, default=16)
+    bd.add_argument("--frame-step", type=positive, default=2)
+    bd.add_argument("--epochs", type=positive, default=4, help="loader epochs timed (after a warm-up)")
+    bd.add_argument("--rounds", type=positive, default=2, help="interleaved rounds; the best of each side counts")
     bd.set_defaults(func=_cmd_bench_data)
     bt = bench.add_parser("train", help="training-step clips/s and model FLOP utilisation")
     bt.add_argument("--config", default="configs/pretrain/quickstart.yaml", help="pretraining recipe")
-    bt.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
-    bt.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    bt.add_argument("--batch-size", type=int, default=None, help="clips per step (default: the recipe's)")
+    bt.add_argument("--steps", type=positive, default=10, help="timed optimizer steps")
+    bt.add_argument("--warmup", type=nonnegative, default=3, help="untimed steps first")
+    bt.add_argument("--batch-size", type=positive, default=None, help="clips per step (default: the recipe's)")
     bt.add_argument("--device", default="cuda" if _cuda() else "cpu")
     bt.add_argument("--precision", default=None, choices=["32", "bf16"], help="default: bf16 on GPU, fp32 on CPU")
     bt.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -320,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bp = bench.add_parser("plan", help="seconds per replan: reference (EB-JEPA) settings and the recipe's")
     bp.add_argument("--world-model", default=None, help="trained world model (default: a fresh one of the recipe's size)")
-    bp.add_argument("--replans", type=int, default=5, help="timed replans per setting")
+    bp.add_argument("--replans", type=positive, default=5, help="timed replans per setting")
     bp.add_argument("--device", default="cpu")
     bp.set_defaults(func=_cmd_bench_plan)
 
@@ -332,25 +378,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--env", default=None, choices=env_names(), help="default: the protocol's, else two-rooms")
     pl.add_argument("--trajectories", default=None,
                     help="held-out trajectory manifest for protocols that take starts and goals from recordings (swm)")
-    pl.add_argument("--episodes", type=int, default=None, help="default: the protocol's (50)")
-    pl.add_argument("--seed", type=int, default=0, help="evaluation seed: start and goal states come from it")
+    pl.add_argument("--episodes", type=positive, default=None, help="default: the protocol's (50)")
+    pl.add_argument("--seed", type=nonnegative, default=0, help="evaluation seed: start and goal states come from it")
     pl.add_argument("--planner", default="mppi", choices=["mppi", "cem"])
-    pl.add_argument("--horizon", type=int, default=12, help="planner steps (each held --frameskip env steps)")
-    pl.add_argument("--samples", type=int, default=256)
-    pl.add_argument("--iterations", type=int, default=6)
-    pl.add_argument("--execute", type=int, default=1, help="planner steps executed per replan")
-    pl.add_argument("--frameskip", type=int, default=None, help="env steps per planner step (default: the world model's)")
-    pl.add_argument("--max-steps", type=int, default=None, help="step budget (default: the protocol's, 200)")
+    pl.add_argument("--horizon", type=positive, default=12, help="planner steps (each held --frameskip env steps)")
+    pl.add_argument("--samples", type=positive, default=256)
+    pl.add_argument("--iterations", type=positive, default=6)
+    pl.add_argument("--execute", type=positive, default=1, help="planner steps executed per replan")
+    pl.add_argument("--frameskip", type=positive, default=None, help="env steps per planner step (default: the world model's)")
+    pl.add_argument("--max-steps", type=positive, default=None, help="step budget (default: the protocol's, 200)")
     pl.add_argument("--distance", default="l2", choices=["l2", "l1"])
     pl.add_argument("--reduce", default="sum", choices=["final", "sum"], help="energy over the horizon: summed (default) or final step")
     pl.add_argument("--agents", nargs="+", default=["world_model", "perfect_model", "random"],
                     choices=["world_model", "perfect_model", "random"])
-    pl.add_argument("--gif-episodes", type=int, default=4)
+    pl.add_argument("--gif-episodes", type=nonnegative, default=4)
     pl.add_argument("--out", default=None, help="folder for plan.json, plan.md, plan.gif, trajectories.png")
     pl.add_argument("--trust-checkpoint", action="store_true",
                     help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     pl.add_argument("--device", default="cpu")
-    pl.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    pl.add_argument("--threads", type=positive, default=None, help="torch CPU threads")
     pl.add_argument("--quiet", action="store_true")
     pl.set_defaults(func=_cmd_plan)
 
@@ -370,24 +416,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--val", required=True, help="validation manifest CSV")
     pr.add_argument("--target", required=True, nargs="+", help="label column(s) to probe")
     pr.add_argument("--head", nargs="+", default=["linear"], choices=["linear", "attentive"])
-    pr.add_argument("--seeds", type=int, default=3, help="head trainings per model (mean and std reported)")
+    pr.add_argument("--seeds", type=positive, default=3, help="head trainings per model (mean and std reported)")
     pr.add_argument("--out", default=None, help="folder for probe.json, probe.md and probe.png")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
     pr.add_argument("--cache-dir", default=None, help="feature cache (default: $JEPA_CACHE_DIR or ~/.cache/jepa/features)")
-    pr.add_argument("--views", type=int, default=2, help="evenly spaced clips per video, predictions averaged")
-    pr.add_argument("--crops", type=int, default=1, help="spatial crops per clip (3: start, centre, end)")
+    pr.add_argument("--views", type=positive, default=2, help="evenly spaced clips per video, predictions averaged")
+    pr.add_argument("--crops", type=positive, default=1, help="spatial crops per clip (3: start, centre, end)")
     pr.add_argument("--crop-fraction", type=float, default=1.0, help="crop side / shorter frame side")
-    pr.add_argument("--frame-step", type=int, default=None, help="default: the encoder's training frame step")
+    pr.add_argument("--frame-step", type=positive, default=None, help="default: the encoder's training frame step")
     pr.add_argument("--layer", type=int, default=-1, help="encoder block to read (-1: final output)")
     pr.add_argument("--baselines", nargs="*", default=["random_init", "pixels"], choices=["random_init", "pixels"])
     pr.add_argument("--task", default="auto", choices=["auto", "classification", "regression"],
                     help="auto: integer columns are classes, float columns regression")
     pr.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="linear head optimizer")
-    pr.add_argument("--linear-epochs", type=int, default=None)
-    pr.add_argument("--attentive-epochs", type=int, default=None)
-    pr.add_argument("--batch-size", type=int, default=16, help="videos per feature-extraction batch")
-    pr.add_argument("--num-workers", type=int, default=2, help="decoding processes")
+    pr.add_argument("--linear-epochs", type=positive, default=None)
+    pr.add_argument("--attentive-epochs", type=positive, default=None)
+    pr.add_argument("--batch-size", type=positive, default=16, help="videos per feature-extraction batch")
+    pr.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
     pr.add_argument("--device", default="cuda" if _cuda() else "cpu")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_probe)

@@ -61,6 +61,26 @@ class JepaCLI(LightningCLI):
     ``trainer.plugins`` is set. ``--trainer.strategy fsdp`` means ``JepaFSDPStrategy``.
     """
 
+    def init_parser(self, **kwargs: Any) -> Any:
+        parser = super().init_parser(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # error_handler is the documented hook, if not the newest one
+            parser.error_handler = _one_line_parse_error
+        return parser
+
+    def instantiate_classes(self) -> None:
+        """Build model, data and trainer; a bad value raised by a constructor is a one-line config error."""
+        from jepa.training.preflight import ConfigError
+
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as e:
+            root: BaseException = e  # jsonargparse wraps the constructor's error: report the original
+            while (root.__cause__ or root.__context__) is not None:
+                root = root.__cause__ or root.__context__  # type: ignore[assignment]
+            text = str(root).strip()
+            raise ConfigError(text.splitlines()[0] if text else type(root).__name__) from e
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument(
             "--checkpoint_every_n_steps", type=int | None, default=None,
@@ -189,6 +209,34 @@ def run(argv: Sequence[str]) -> int:
         print(f"{command}: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr, flush=True)
         return EXIT_PREEMPTED
     return 0
+
+
+def _one_line_parse_error(parser: Any, message: str) -> None:
+    """A config or command-line error as one line naming the key and value (no usage dump), exit 2."""
+    import re
+    import sys
+
+    text = " ".join(str(message).split())
+    text = re.sub(r"\s*Given value type: .*$", "", text)
+    m = re.search(r"Parser key \"(\w+)\": Does not validate against any of the Union subtypes.*?"
+                  r"Problem with given class_path '([\w.]+)': (.*?)(?: - Expected a <class 'NoneType'>.*)?$", text)
+    if m:
+        group, cls, inner = m.groups()
+        opt = re.search(r"Option '(\w+)' is not accepted", inner)
+        typ = re.search(r"Parser key \"([\w.]+)\": Expected a <class '(\w+)'>\. Got value: (.*)$", inner)
+        if opt:
+            text = f"{group}.init_args.{opt.group(1)} is not an option of {cls}"
+        elif typ:
+            text = f"{group}.init_args.{typ.group(1)}: expected {typ.group(2)}, got {typ.group(3)!r}"
+        else:
+            text = f"{group} ({cls}): {inner}"
+    if len(text) > 400:
+        text = text[:400].rsplit(" ", 1)[0] + " ..."
+    prog = (getattr(parser, "prog", "") or "jepa").replace(" [options]", "")
+    if not prog.startswith("jepa"):
+        prog = f"jepa {prog.split()[-1]}" if prog.split() else "jepa"
+    print(f"{prog}: error: {text} (`{prog} --help` lists the options)", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def _fail(command: str, error: Exception, code: int) -> int:
