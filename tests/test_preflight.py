@@ -217,3 +217,48 @@ def test_each_command_says_what_a_wrong_file_is(
     assert main(["export", str(enc), "--out", str(tmp_path / "again.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{enc} is not a jepa fit checkpoint to export from: it is an encoder file from jepa export" in err, err
+
+
+def test_unwritable_outputs_fail_before_any_work(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4)
+    assert fit(cfg, "--trainer.default_root_dir", str(blocker / "run")) == 2
+    assert f"trainer.default_root_dir: {blocker / 'run'}: cannot write there" in last_line(capsys.readouterr().err)
+    for argv in (["plan", "--agents", "random", "--episodes", "1", "--out", str(blocker / "plan")],
+                 ["probe", "--encoder", str(tmp_path / "none.pt"), "--train", "a.csv", "--val", "b.csv",
+                  "--target", "direction", "--out", str(blocker / "probe")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--out {blocker}" in err and "cannot write there" in err, err
+
+
+def test_a_run_that_fails_to_start_leaves_no_junk(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, data={"val": str(tmp_path / "missing.csv")})
+    assert fit(cfg, "--trainer.default_root_dir", str(tmp_path / "fresh"), "--trainer.logger", "null") == 2
+    assert not (tmp_path / "fresh").exists()  # made by this invocation, nothing saved: removed
+    keep = tmp_path / "old"
+    (keep / "csv" / "version_0").mkdir(parents=True)
+    (keep / "notes.txt").write_text("mine")
+    assert fit(cfg, "--trainer.default_root_dir", str(keep), "--trainer.logger", "null") == 2
+    assert (keep / "csv" / "version_0").is_dir() and (keep / "notes.txt").read_text() == "mine"
+
+
+def test_a_fit_prints_no_noise(tmp_path: Path, synth_dir: Path) -> None:
+    """Run as a user would (a subprocess, default loggers): none of the warnings a user cannot act on."""
+    import subprocess
+    import sys
+
+    cfg = tiny_fit_config(tmp_path, synth_dir, "run", batch=4, trainer={"max_steps": 1})
+    root = tmp_path / "quiet"
+    import os
+
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).parent)}  # the tiny config's test callbacks
+    proc = subprocess.run([sys.executable, "-m", "jepa", "fit", "--config", str(cfg), "--trainer.logger", "true",
+                           "--trainer.default_root_dir", str(root)], capture_output=True, text=True, timeout=600,
+                          env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for noise in ("💡", "anonymous setting", "LeafSpec", "could not find the monitored key"):
+        assert noise not in out, noise
+    assert list((root / "wandb").glob("offline-run-*")) and (root / "checkpoints" / "last.ckpt").is_file()

@@ -70,6 +70,20 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def check_out_dir(flag: str, out: str | None) -> None:
+    """Make the output folder now, before any work, so an unwritable path fails first, in one line."""
+    if not out:
+        return
+    p = Path(out)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".jepa-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{flag} {out}: cannot write there ({e.strerror or e}); choose a folder you can write to") from e
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     import time
 
@@ -123,6 +137,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     )
     from jepa.planning.protocols import get_protocol
 
+    check_out_dir("--out", args.out)
     env = args.env or (get_protocol(args.protocol).env if args.protocol else "two-rooms")
     try:
         protocol = resolve_protocol(env, args.protocol)
@@ -244,6 +259,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if args.optimizer == "sgd":  # SGD wants larger steps than AdamW
         configs["linear"] = replace(configs["linear"], lrs=(0.01, 0.1))
     try:
+        check_out_dir("--out", args.out)
         report = run_probe(
             args.encoder, args.train, args.val, args.target, heads=args.head, seeds=args.seeds, out=args.out,
             cache_dir=args.cache_dir, views=args.views, crops=args.crops, frame_step=args.frame_step,

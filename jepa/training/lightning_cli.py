@@ -94,10 +94,12 @@ class JepaCLI(LightningCLI):
             trainer["strategy"] = _ns(FSDP)
         root = trainer.get("default_root_dir") or "outputs/run"
         trainer["default_root_dir"] = root
+        _RUN["root"], _RUN["existed"], _RUN["before"] = root, os.path.exists(root), _log_dirs(root)
+        _check_writable(root)
         if trainer.get("logger") in (None, True):
             trainer["logger"] = [
                 _ns("lightning.pytorch.loggers.CSVLogger", save_dir=root, name="csv"),
-                _ns("lightning.pytorch.loggers.WandbLogger", save_dir=root, project="jepa", offline=True),
+                _ns("jepa.training.loggers.OfflineWandbLogger", save_dir=root, project="jepa", offline=True),
             ]
         callbacks = list(trainer.get("callbacks") or [])
         paths = [getattr(cb, "class_path", "") for cb in callbacks]
@@ -178,6 +180,12 @@ def run(argv: Sequence[str]) -> int:
     # Lightning warns about both; we pass argv on purpose, and the EMA target is eval by design.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Noise a user cannot act on: pytree deprecations inside Lightning, the best-checkpoint monitor
+    # before the first validation (last.ckpt is still written), and advertising tips.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics")
+    _quiet_tips()
+
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from data_pipelines.dataset import NoUsableData
@@ -187,6 +195,7 @@ def run(argv: Sequence[str]) -> int:
     from jepa.training.preflight import ConfigError
 
     command = f"jepa {argv[0]}" if argv else "jepa"
+    _RUN.clear()
     try:
         JepaCLI(
             L.LightningModule,
@@ -199,8 +208,12 @@ def run(argv: Sequence[str]) -> int:
             auto_configure_optimizers=False,
         )
     except (ConfigError, CheckpointError) as e:
+        _clean_failed_start()
         return _fail(command, e, EXIT_CONFIG)
-    except (NonFiniteLossError, NoUsableData, DecodeError) as e:
+    except (NoUsableData, DecodeError) as e:
+        _clean_failed_start()
+        return _fail(command, e, EXIT_FAILED)
+    except NonFiniteLossError as e:
         return _fail(command, e, EXIT_FAILED)
     except Preempted as e:
         print(f"{command}: {e}", file=sys.stderr, flush=True)
@@ -209,6 +222,67 @@ def run(argv: Sequence[str]) -> int:
         print(f"{command}: stopped by SIGTERM; resume with --ckpt_path last", file=sys.stderr, flush=True)
         return EXIT_PREEMPTED
     return 0
+
+
+def _quiet_tips() -> None:
+    """Drop Lightning's product tips (``💡 Tip: ...``) from its info log."""
+    import logging
+
+    class _NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.getMessage()).lstrip().startswith("💡")
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in log.filters):
+            log.addFilter(_NoTips())
+
+
+_RUN: dict[str, Any] = {}  # this invocation's run folder, for cleaning up after a failed start
+
+
+def _check_writable(root: str) -> None:
+    from pathlib import Path
+
+    from jepa.training.preflight import ConfigError
+
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        probe = Path(root) / ".jepa-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"trainer.default_root_dir: {root}: cannot write there ({e.strerror or e}); "
+                          "choose a folder you can write to") from e
+
+
+LOG_DIRS = ("csv/version_*", "wandb/offline-run-*", "wandb/run-*", "wandb/latest-run")
+
+
+def _log_dirs(root: str) -> set[str]:
+    from pathlib import Path
+
+    return {str(d) for pattern in LOG_DIRS for d in Path(root).glob(pattern)} if os.path.isdir(root) else set()
+
+
+def _clean_failed_start() -> None:
+    """Remove what a run that failed before saving anything left behind (logger folders that
+    ``wandb sync`` would upload as junk runs); a folder with any checkpoint is never touched."""
+    import shutil
+    from pathlib import Path
+
+    root = _RUN.get("root")
+    if not root or not os.path.isdir(root) or any(Path(root).rglob("*.ckpt")):
+        return
+    if not _RUN.get("existed"):
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for d in _log_dirs(root) - _RUN.get("before", set()):  # made by this invocation
+        p = Path(d)
+        if p.is_symlink() or p.is_file():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _one_line_parse_error(parser: Any, message: str) -> None:
