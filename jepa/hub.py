@@ -6,7 +6,9 @@
     enc = jepa.load_encoder("encoder.pt")      # or a Lightning checkpoint from ``jepa fit``
     tokens = enc.forward_features(video)        # video [B, 3, T, H, W] normalised -> [B, N, D]
 
-An exported file is a plain ``torch.save`` dict ``{"format": "jepa-encoder", "version": 1,
+``jepa export RUN --out encoder.safetensors`` writes the same in safetensors (no pickle; the
+config and meta as JSON in its header), and ``load_encoder`` reads either. An exported file is a
+plain ``torch.save`` dict ``{"format": "jepa-encoder", "version": 1,
 "config": VideoViT kwargs, "state_dict": ..., "meta": {...}}``; loading it needs neither
 Lightning nor the training config. From a pretraining checkpoint the EMA *target* encoder is
 exported by default (what V-JEPA evaluates); ``which="context"`` takes the online encoder.
@@ -31,6 +33,8 @@ def _read(path: str | os.PathLike[str], trust: bool = False) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"encoder file not found: {p}")
+    if p.suffix == ".safetensors":
+        return _read_safetensors(p)
     try:
         obj = torch_load(p, map_location="cpu", trust=trust)
     except UnsafeFileError:
@@ -119,12 +123,41 @@ def save_encoder(encoder: VideoViT, out: str | os.PathLike[str], meta: dict[str,
 
 
 def _write(config: dict[str, Any], sd: dict[str, torch.Tensor], meta: dict[str, Any], out: str | os.PathLike[str]) -> Path:
+    """``torch.save`` dict, or a safetensors file when ``out`` ends in ``.safetensors`` (weights as
+    tensors, format / config / meta as JSON in the header: no pickle at all)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": sd, "meta": meta}, tmp)
+    if out.suffix == ".safetensors":
+        import json
+
+        from safetensors.torch import save_file
+
+        header = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(config), "meta": json.dumps(meta)}
+        save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(tmp), metadata=header)
+    else:
+        torch.save({"format": FORMAT, "version": VERSION, "config": config, "state_dict": sd, "meta": meta}, tmp)
     os.replace(tmp, out)  # atomic: never a half-written encoder file
     return out
+
+
+def _read_safetensors(p: Path) -> dict[str, Any]:
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            header = f.metadata() or {}
+            sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as e:
+        raise ValueError(f"{p} is not a readable safetensors file ({type(e).__name__}: {e})") from e
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{p} is a safetensors file but not a jepa encoder (its header names no format {FORMAT!r})")
+    config = json.loads(header["config"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return {"format": FORMAT, "version": int(header.get("version", VERSION)), "config": config, "state_dict": sd,
+            "meta": json.loads(header.get("meta") or "{}")}
 
 
 def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context"] = "target",
@@ -133,7 +166,8 @@ def load_encoder(path: str | os.PathLike[str], which: Literal["target", "context
     holds what is known besides the weights (``data``: the clip settings it was trained with).
 
     The file is read without running code from it (``weights_only``); ``trust=True`` lifts that
-    for a file you trust (see :mod:`jepa.safe_load`)."""
+    for a file you trust (see :mod:`jepa.safe_load`). A run folder means its newest ``last*.ckpt``."""
+    path = latest_checkpoint(path) if Path(path).is_dir() else path
     obj = _read(path, trust)
     if obj.get("format") == FORMAT:
         config, sd, meta = obj["config"], obj["state_dict"], dict(obj.get("meta") or {})

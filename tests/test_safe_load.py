@@ -80,3 +80,20 @@ def test_files_jepa_writes_load_safely(tmp_path: Path) -> None:
     for a, b in zip(enc.state_dict().values(), back.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     torch.load(out, weights_only=True)
+
+
+def test_safetensors_export_round_trips_without_pickle(tmp_path: Path) -> None:
+    enc = jepa.create_encoder("vit_pico", input_size=(4, 32, 32), patch_size=8, tubelet_size=2).eval()
+    enc.meta = {"data": {"frame_step": 3, "mean": [0.5, 0.5, 0.5]}}
+    path = jepa.save_encoder(enc, tmp_path / "enc.safetensors")
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors header (JSON), not a pickle
+    back = jepa.load_encoder(path)
+    assert back.config == enc.config and back.meta == enc.meta
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.forward_features(x), enc.forward_features(x))
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="a safetensors file but not a jepa encoder"):
+        jepa.load_encoder(tmp_path / "other.safetensors")

@@ -110,9 +110,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
         proto = get_protocol(args.protocol)
         if proto.env != args.env:
-            print(f"jepa data collect: --protocol {args.protocol} is for the {proto.env!r} environment, not {args.env!r}",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"--protocol {args.protocol} is for the {proto.env!r} environment, not {args.env!r}")
         env_kwargs.update(proto.env_kwargs)
     if args.random_wall:
         env_kwargs["random_wall"] = True
@@ -139,11 +137,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     check_out_dir("--out", args.out)
     env = args.env or (get_protocol(args.protocol).env if args.protocol else "two-rooms")
-    try:
-        protocol = resolve_protocol(env, args.protocol)
-    except ValueError as e:
-        print(f"jepa plan: {e}", file=sys.stderr)
-        return 2
+    protocol = resolve_protocol(env, args.protocol)
 
     cfg = PlanConfig(
         planner=args.planner, horizon=args.horizon, samples=args.samples, iterations=args.iterations,
@@ -153,8 +147,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     wm = None
     if "world_model" in args.agents:
         if args.world_model is None:
-            print("jepa plan: --world-model CKPT is required for the world_model agent", file=sys.stderr)
-            return 2
+            raise ValueError("--world-model RUN_OR_CKPT is required for the world_model agent "
+                             "(or pass --agents perfect_model random)")
         import torch
 
         from jepa.hub import latest_checkpoint
@@ -234,9 +228,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     ckpt = latest_checkpoint(args.checkpoint)
     if Path(args.out).exists() and not args.overwrite:
-        print(f"jepa export: {args.out} already exists; pass --overwrite to replace it, or choose another --out",
-              file=sys.stderr)
-        return 2
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
     out = export_encoder(ckpt, args.out, args.which)
     enc = load_encoder(out)
     n = sum(p.numel() for p in enc.parameters())
@@ -258,18 +250,14 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         configs["attentive"] = replace(configs["attentive"], epochs=args.attentive_epochs)
     if args.optimizer == "sgd":  # SGD wants larger steps than AdamW
         configs["linear"] = replace(configs["linear"], lrs=(0.01, 0.1))
-    try:
-        check_out_dir("--out", args.out)
-        report = run_probe(
-            args.encoder, args.train, args.val, args.target, heads=args.head, seeds=args.seeds, out=args.out,
-            cache_dir=args.cache_dir, views=args.views, crops=args.crops, frame_step=args.frame_step,
-            crop_fraction=args.crop_fraction, layer=args.layer, baselines=args.baselines, task=args.task,
-            batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, head_configs=configs,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"jepa probe: {e}", file=sys.stderr)
-        return 2
+    check_out_dir("--out", args.out)
+    report = run_probe(
+        args.encoder, args.train, args.val, args.target, heads=args.head, seeds=args.seeds, out=args.out,
+        cache_dir=args.cache_dir, views=args.views, crops=args.crops, frame_step=args.frame_step,
+        crop_fraction=args.crop_fraction, layer=args.layer, baselines=args.baselines, task=args.task,
+        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, head_configs=configs,
+        progress=not args.no_progress,
+    )
     print(report["table"])
     secs = report["seconds"]
     print(f"features {secs['features']:.0f} s (cache: {report['cache']}), heads {secs['heads']:.0f} s")
@@ -492,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (JEPA_TRACEBACK=1 shows it).
         if os.environ.get("JEPA_TRACEBACK"):
             raise
-        print(f"jepa {argv[0] if argv else ''}: error: {e}", file=sys.stderr, flush=True)
+        names = [getattr(args, k, None) for k in ("command", "data_command", "bench_command")]
+        print(f"{' '.join(['jepa', *[n for n in names if n]])}: error: {e}", file=sys.stderr, flush=True)
         return 2
 
 
