@@ -225,8 +225,15 @@ def run(argv: Sequence[str]) -> int:
 
 
 def _quiet_tips() -> None:
-    """Drop Lightning's product tips (``💡 Tip: ...``) from its info log."""
+    """Drop Lightning's product tips (``💡 Tip: ...``) from its info log, and send its info lines
+    (seed, devices) to stdout, so stderr carries only warnings and the one-line error."""
     import logging
+    import sys
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stderr:
+                handler.setStream(sys.stdout)
 
     class _NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
