@@ -193,3 +193,21 @@ def test_swm_protocol_on_pusht(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert p["name"] == "swm" and p["goal_offset"] == 25 and p["max_steps"] == 50 and p["until"] == "success"
     assert p["trajectories"] == str(data / "manifest.csv") and report["env"] == "pusht"
     assert report["random"]["episodes"] == 3
+
+
+def test_replanning_every_step_holds_the_goal_under_the_full_budget() -> None:
+    from jepa.planning import MPPI
+    from jepa.planning.mpc import TrueDynamicsCost
+
+    env = TwoRooms()
+    opts = {"state": (20.0, 20.0), "goal": (26.0, 24.0)}
+    results = {}
+    for every in (None, 1):
+        env.reset(options=opts)
+        planner = MPPI(horizon=6, samples=256, iterations=6, action_low=-2.5, action_high=2.5, max_norm=2.5, seed=0)
+        results[every] = run_episode(env, planner=planner, cost=TrueDynamicsCost(env, env.goal, 5, "sum"),
+                                     max_steps=30, frameskip=5, until="budget", replan_every=every)
+    fine = results[1]
+    assert len(fine.replan_seconds) == fine.steps == 30  # one replan per environment step
+    assert len(results[None].replan_seconds) == 6  # one per planner step of 5 environment steps
+    assert fine.success and fine.first_success_step is not None

@@ -58,6 +58,7 @@ class PlanConfig:
     temperature: float = 0.1
     elites: int = 32
     init_std: float | None = None
+    replan_every: int | None = None  # env steps executed per replan (None: execute * frameskip)
 
 
 def episode_starts(env: Env, episodes: int, seed: int, protocol: Protocol | None = None,
@@ -241,7 +242,8 @@ def evaluate(
                 else:
                     cost = TrueDynamicsCost(env, st["goal"], cfg.frameskip, cfg.reduce)  # type: ignore[arg-type]
                 res = run_episode(env, planner=planner, cost=cost, max_steps=max_steps, execute=cfg.execute,
-                                  frameskip=cfg.frameskip, keep_frames=keep, until=proto.until)
+                                  frameskip=cfg.frameskip, keep_frames=keep, until=proto.until,
+                                  replan_every=cfg.replan_every)
             results.append(res)
             if progress:
                 print(f"  {agent:13s} episode {i + 1:3d}/{episodes}: {'success' if res.success else 'fail   '} "

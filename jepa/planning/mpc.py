@@ -113,12 +113,16 @@ def run_episode(
     frameskip: int = 1,
     keep_frames: bool = False,
     until: str = "success",
+    replan_every: int | None = None,
 ) -> EpisodeResult:
     """Run one episode from the environment's current state toward its goal.
 
     Either ``planner`` + ``cost`` (MPC: replan, execute the first ``execute`` planner steps, each
     held ``frameskip`` environment steps, warm-start the next plan with the rest of the mean), or
-    ``act(obs, info) -> action`` for a policy such as the random baseline.
+    ``act(obs, info) -> action`` for a policy such as the random baseline. ``replan_every=k``
+    (fewer than ``execute * frameskip``) executes only the first k environment steps of the plan
+    before replanning, warm-started with the same mean: finer control near the goal, which the
+    full-budget rule rewards (the agent must still be there at the end).
 
     ``until="success"`` (the first-contact rule) stops at the first success (``env.is_success`` of
     the state against the goal) or when the environment terminates; ``until="budget"`` (the
@@ -150,8 +154,12 @@ def run_episode(
             n_exec = min(execute, planner.horizon)
             plan = result.actions.detach().cpu().numpy()
             chunk = [plan[i] for i in range(n_exec) for _ in range(frameskip)]
-            rest = result.mean[n_exec:]
-            warm = torch.cat([rest, rest[-1:].expand(n_exec, -1)], dim=0) if len(rest) else None
+            if replan_every is not None and replan_every < len(chunk):
+                chunk = chunk[:replan_every]
+                warm = result.mean  # part of the first planner step is still to come
+            else:
+                rest = result.mean[n_exec:]
+                warm = torch.cat([rest, rest[-1:].expand(n_exec, -1)], dim=0) if len(rest) else None
         else:
             chunk = [act(obs, info)]
         for a in chunk:

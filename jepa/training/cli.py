@@ -142,7 +142,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = PlanConfig(
         planner=args.planner, horizon=args.horizon, samples=args.samples, iterations=args.iterations,
         execute=args.execute, frameskip=args.frameskip or 1, max_steps=args.max_steps, distance=args.distance,
-        reduce=args.reduce,
+        reduce=args.reduce, replan_every=args.replan_every,
     )
     wm = None
     if "world_model" in args.agents:
@@ -389,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--samples", type=positive, default=256)
     pl.add_argument("--iterations", type=positive, default=6)
     pl.add_argument("--execute", type=positive, default=1, help="planner steps executed per replan")
+    pl.add_argument("--replan-every", type=positive, default=None,
+                    help="environment steps executed per replan (default: execute x frameskip)")
     pl.add_argument("--frameskip", type=positive, default=None, help="env steps per planner step (default: the world model's)")
     pl.add_argument("--max-steps", type=positive, default=None, help="step budget (default: the protocol's, 200)")
     pl.add_argument("--distance", default="l2", choices=["l2", "l1"])
