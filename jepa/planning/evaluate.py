@@ -244,6 +244,7 @@ def evaluate(
                 res = run_episode(env, planner=planner, cost=cost, max_steps=max_steps, execute=cfg.execute,
                                   frameskip=cfg.frameskip, keep_frames=keep, until=proto.until,
                                   replan_every=cfg.replan_every)
+            res.setting = st
             results.append(res)
             if progress:
                 print(f"  {agent:13s} episode {i + 1:3d}/{episodes}: {'success' if res.success else 'fail   '} "
@@ -340,12 +341,27 @@ def _write_outputs(out: str | Path, report: dict[str, Any], results: dict[str, l
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5, 5))
-        env.reset(seed=0)
         rate = report["world_model"]["success_rate"]
-        env.plot_paths(ax, wm)  # Two Rooms: the agent over the arena; Push-T: the block over the table
-        ax.set_title(f"world-model MPC ({env.path_subject}): {100 * rate:.0f}% success (green), start o, goal *",
-                     fontsize=9)
+        title = f"world-model MPC ({env.path_subject}): {100 * rate:.0f}% success (green), start o, goal *"
+        layouts = {repr(r.setting.get("layout")) for r in wm}
+        if len(layouts) > 1:  # a layout per episode: one panel each (the first 12), on its own arena
+            shown_eps = wm[:12]
+            cols = min(4, len(shown_eps))
+            rows = -(-len(shown_eps) // cols)
+            fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows + 0.4), squeeze=False)
+            for ax, r in zip(axes.flat, shown_eps, strict=False):
+                env.reset(options={k: v for k, v in r.setting.items() if k != "goal"})
+                env.plot_paths(ax, [r])
+                ax.set_xticks([])
+                ax.set_yticks([])
+            for ax in list(axes.flat)[len(shown_eps):]:
+                ax.axis("off")
+            fig.suptitle(title, fontsize=9)
+        else:
+            fig, ax = plt.subplots(figsize=(5, 5))
+            env.reset(seed=0, options={k: v for k, v in wm[0].setting.items() if k != "goal"} if wm[0].setting else None)
+            env.plot_paths(ax, wm)  # Two Rooms: the agent over the arena; Push-T: the block over the table
+            ax.set_title(title, fontsize=9)
         fig.tight_layout()
         paths["png"] = out / "trajectories.png"
         fig.savefig(paths["png"], dpi=120)

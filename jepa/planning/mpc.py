@@ -101,6 +101,7 @@ class EpisodeResult:
     replan_seconds: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
     first_success_step: int | None = None  # the first step at which the success test held (any rule)
+    setting: dict[str, Any] = field(default_factory=dict)  # the episode's reset options (start, goal, layout)
 
 
 def run_episode(
