@@ -40,7 +40,7 @@ import numpy as np
 
 from jepa.envs.base import Env, clip_actions
 
-__all__ = ["EB_JEPA_LAYOUT", "Layout", "TwoRooms", "TwoRoomsConfig", "clip_actions", "dynamics", "render_state"]
+__all__ = ["EB_JEPA_FIXED_LAYOUT", "EB_JEPA_LAYOUT", "Layout", "TwoRooms", "TwoRoomsConfig", "clip_actions", "dynamics", "render_state"]
 
 AGENT_COLOR = np.array([255, 80, 40], dtype=np.float32)
 WALL_COLOR = np.array([150, 150, 150], dtype=np.float32)
@@ -69,6 +69,7 @@ class TwoRoomsConfig:
     border: float = 0.0  # thickness of border walls inside the arena's edges (0: none)
     spawn_margin: float = 1.0  # drawn starts and goals keep this far from the arena's edges
     wall_margin: float | None = None  # ... and this far from the wall's centre line (None: wall_width)
+    integer_layouts: bool = False  # random wall x / door y drawn as whole pixels (EB-JEPA's range())
 
     @classmethod
     def eb_jepa(cls, **overrides: Any) -> TwoRoomsConfig:
@@ -89,13 +90,17 @@ class TwoRoomsConfig:
             )
 
 
-# EB-JEPA's Two Rooms (65 px, wall 3 px wide): wall x in [20, 44], door centre y in [10, 54], door
+# EB-JEPA's Two Rooms (65 px, wall 3 px wide): whole-pixel wall x in [20, 44], door centre y in [10, 54], door
 # half-height 4 (9 px), border walls at pixels 4 and 60, actions capped at norm 2.45; starts and goals
 # at least 6.6 px from the edges and 2.6 px from the wall's faces (1.5 + 2.6 from its centre line).
 EB_JEPA_LAYOUT: dict[str, Any] = {
     "random_wall": True, "random_door": True, "wall_range": (20.0, 44.0), "door_range": (10.0, 54.0),
     "door_size": 9.0, "border": 4.0, "max_action_norm": 2.45, "spawn_margin": 6.6, "wall_margin": 4.1,
+    "integer_layouts": True,
 }
+# EB-JEPA's fixed-wall setting (fix_wall: true): wall at x = 32, door centred at y = 18, otherwise as above.
+EB_JEPA_FIXED_LAYOUT: dict[str, Any] = EB_JEPA_LAYOUT | {"random_wall": False, "random_door": False,
+                                                         "wall_x": 32.0, "door_y": 18.0}
 
 
 @dataclass
@@ -236,8 +241,11 @@ class TwoRooms(Env):
 
     def _draw_layout(self) -> Layout:
         c = self.config
-        wall_x = float(self.rng.uniform(*c.wall_range)) if c.random_wall else c.wall_x
-        door_y = float(self.rng.uniform(*c.door_range)) if c.random_door else c.door_y
+        def draw(lo: float, hi: float) -> float:
+            return float(self.rng.integers(int(lo), int(hi) + 1)) if c.integer_layouts else float(self.rng.uniform(lo, hi))
+
+        wall_x = draw(*c.wall_range) if c.random_wall else c.wall_x
+        door_y = draw(*c.door_range) if c.random_door else c.door_y
         return Layout(wall_x, door_y, c.wall_width, c.door_size, c.border, c.size)
 
     def sample_free_state(self, room: int | None = None) -> np.ndarray:

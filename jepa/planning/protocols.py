@@ -11,6 +11,8 @@ training data from the same layout distribution.
   2.45 px; start and goal always in opposite rooms, at least 6.6 px from the edges and 2.6 px from
   the wall; every episode runs its full 200-step budget and succeeds when its *final* position is
   within 4.5 px of the goal; 20 episodes per evaluation, as EB-JEPA's ``eval.yaml``.
+* ``eb-jepa-fixed`` (Two Rooms; EB-JEPA's ``fix_wall`` setting): as ``eb-jepa`` with the wall at
+  x = 32 and the door centred at y = 18 in every episode.
 * ``first-contact`` (Two Rooms; this project's earlier rule, kept for comparison with old runs, never
   a headline): one fixed layout (wall at x = 32, 12 px door), even episodes put the goal in the
   other room and odd ones anywhere, and an episode stops and succeeds the first time the agent
@@ -33,7 +35,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jepa.envs.two_rooms import EB_JEPA_LAYOUT
+from jepa.envs.two_rooms import EB_JEPA_FIXED_LAYOUT, EB_JEPA_LAYOUT
 
 __all__ = ["PROTOCOLS", "Protocol", "default_protocol", "get_protocol", "wilson_interval"]
 
@@ -110,6 +112,15 @@ PROTOCOLS: dict[str, Protocol] = {
             reference="EB-JEPA (facebookresearch/eb_jepa), examples/ac_video_jepa: eval.yaml (20 episodes, 200 "
                       "steps), datasets/two_rooms (layouts, start/goal draw, 4.5 px final-state test); "
                       "97 +- 2% with MPPI (3 seeds x last 3 epochs)",
+        ),
+        Protocol(
+            name="eb-jepa-fixed", env="two-rooms", env_kwargs=dict(EB_JEPA_FIXED_LAYOUT), goals="other-room",
+            max_steps=200, until="budget", episodes=20,
+            description="EB-JEPA Two Rooms, fixed-wall setting: wall at x = 32, 9 px door centred at y = 18, border "
+                        "walls 4 px in, actions capped at 2.45 px; start and goal in opposite rooms; the full 200 "
+                        "steps always run; success = final position within 4.5 px of the goal; 20 episodes",
+            reference="EB-JEPA (facebookresearch/eb_jepa) data_config.yaml fix_wall: true (fix_wall_location 32, "
+                      "fix_door_location 18); README reports 98% with a fixed wall",
         ),
         Protocol(
             name="first-contact", env="two-rooms", goals="alternate", max_steps=200, until="success", episodes=50,
