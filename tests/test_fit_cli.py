@@ -153,6 +153,9 @@ def test_print_config_lists_every_model_and_data_key(capsys) -> None:
     reg = cfg["model"]["init_args"]["regularizer"]
     assert reg["class_path"] == "jepa.objectives.VICReg" and reg["init_args"]["cov_weight"] == 0.2
     assert cfg["data"]["init_args"]["num_frames"] == 8
+    # The best device here, with a precision that suits it: fp32 on this CPU (bf16-mixed on a GPU).
+    assert cfg["trainer"]["accelerator"] == "auto"
+    assert cfg["trainer"]["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
