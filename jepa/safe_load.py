@@ -44,9 +44,9 @@ def refusal(path: str | os.PathLike[str], error: BaseException) -> UnsafeFileErr
     if not isinstance(error, pickle.UnpicklingError):
         return None
     needed = _needed_global(str(error))
-    if needed is None and "weights only" not in str(error).lower():
+    if needed is None:  # truncated or corrupt, not a refusal: the caller reports it as such
         return None
-    what = f"the Python object {needed}" if needed else "Python objects beyond tensors and plain data"
+    what = f"the Python object {needed}"
     return UnsafeFileError(
         f"{Path(path)}: refusing to load it because it needs {what}, and building it could run code from "
         f"the file; if you trust this file, pass --trust-checkpoint (Python: trust=True) or set {TRUST_ENV}=1"

@@ -70,7 +70,7 @@ CASES: list[tuple[str, list[str], str]] = [
      "data.init_args.batch_size: expected int, got 'four'"),
     ("fit batch size 0", ["fit", "--config", "run.yaml", "--data.init_args.batch_size", "0"],
      "data.init_args.batch_size must be >= 1, got 0"),
-    ("fit negative lr", ["fit", "--config", "run.yaml", "--model.init_args.lr", "-1"], "model.init_args.lr must be > 0"),
+    ("fit negative lr", ["fit", "--config", "run.yaml", "--model.init_args.lr", "-1"], "model.init_args.lr must be >= 0"),
     ("fit unknown preset", ["fit", "--config", "run.yaml", "--model.init_args.encoder", "vit_nope"],
      "model.init_args.encoder: unknown preset 'vit_nope'"),
     ("fit from an encoder file", ["fit", "--config", "run.yaml", "--ckpt_path", "enc.pt"],

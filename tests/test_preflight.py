@@ -65,7 +65,7 @@ def test_wrong_type_names_the_key_and_value(tmp_path: Path, synth_dir: Path, cap
 
 @pytest.mark.parametrize(("override", "message"), [
     (("--data.init_args.batch_size", "0"), "data.init_args.batch_size must be >= 1, got 0"),
-    (("--model.init_args.lr", "-1"), "model.init_args.lr must be > 0, got -1.0"),
+    (("--model.init_args.lr", "-1"), "model.init_args.lr must be >= 0, got -1.0"),
     (("--model.init_args.encoder", "vit_nope"), "model.init_args.encoder: unknown preset 'vit_nope'; choose one of"),
 ])
 def test_bad_values_are_one_line(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str],

@@ -62,7 +62,7 @@ def param_groups(modules: Mapping[str, nn.Module | None]) -> list[dict[str, Any]
 
 def check_hparams(hp: Mapping[str, Any]) -> None:
     """Optimiser settings every method shares: a bad value stops at construction, naming the key."""
-    rules = {"lr": (lambda v: v > 0, "> 0"), "start_lr": (lambda v: v >= 0, ">= 0"),
+    rules = {"lr": (lambda v: v >= 0, ">= 0"), "start_lr": (lambda v: v >= 0, ">= 0"),
              "final_lr": (lambda v: v >= 0, ">= 0"), "warmup_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
              "weight_decay": (lambda v: v >= 0, ">= 0"), "final_weight_decay": (lambda v: v >= 0, ">= 0")}
     for key, (ok, allowed) in rules.items():
