@@ -33,9 +33,9 @@ TR_DATA ?= data/two_rooms
 TR_OUT ?= outputs/two_rooms
 
 plan-demo: $(STAMP)
-	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --protocol eb-jepa --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
+	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --protocol eb-jepa-fixed --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
 	$(BIN)/jepa fit --config configs/world_model/two_rooms.yaml
-	$(BIN)/jepa plan --world-model $(TR_OUT) --protocol eb-jepa --seed 3 --replan-every 1 --out $(TR_OUT)/plan
+	$(BIN)/jepa plan --world-model $(TR_OUT) --protocol eb-jepa-fixed --seed 3 --replan-every 1 --out $(TR_OUT)/plan
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
