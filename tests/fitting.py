@@ -69,4 +69,4 @@ def losses(run: Path) -> dict[int, float]:
 
 
 def weights(run: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoints" / name, weights_only=False)["state_dict"]
+    return torch.load(run / "checkpoints" / name, weights_only=True)["state_dict"]

@@ -12,13 +12,12 @@
 set -euo pipefail
 recipe=$1; prefix=$2; seeds=$3; protocol=$4; eval_seeds=$5; shift 5
 JEPA=${JEPA:-.venv/bin/jepa}
+# shellcheck source=tools/fit_seed.sh
+source "$(dirname "$0")/fit_seed.sh"
 PLAN_ARGS=${PLAN_ARGS:-}
 for seed in $seeds; do
   run="${prefix}_s${seed}"
-  start=$(date +%s)
-  $JEPA fit --config "$recipe" --seed_everything "$seed" --trainer.default_root_dir "$run" \
-      --trainer.enable_progress_bar false "$@"
-  echo "fit seconds: $(( $(date +%s) - start ))" > "$run/fit_seconds.txt"
+  fit_seed "$recipe" "$run" "$seed" "$@"
   for es in $eval_seeds; do
     # shellcheck disable=SC2086
     $JEPA plan --world-model "$run" --protocol "$protocol" --seed "$es" --agents world_model \

@@ -13,16 +13,15 @@
 set -euo pipefail
 recipe=$1; prefix=$2; seeds=$3; eval_manifest=$4; shift 4
 JEPA=${JEPA:-.venv/bin/jepa}
+# shellcheck source=tools/fit_seed.sh
+source "$(dirname "$0")/fit_seed.sh"
 TRAIN=${TRAIN:-data/moving_shapes/train.csv}
 HEADS=${HEADS:-linear attentive}
 PROBE_SEEDS=${PROBE_SEEDS:-1}
 BASELINES=${BASELINES:-}
 for seed in $seeds; do
   run="${prefix}_s${seed}"
-  start=$(date +%s)
-  $JEPA fit --config "$recipe" --seed_everything "$seed" --trainer.default_root_dir "$run" \
-      --trainer.enable_progress_bar false "$@"
-  echo "fit seconds: $(( $(date +%s) - start ))" > "$run/fit_seconds.txt"
+  fit_seed "$recipe" "$run" "$seed" "$@"
   $JEPA export "$run" --out "$run/encoder.pt"
   # shellcheck disable=SC2086
   $JEPA probe --encoder "$run/encoder.pt" --train "$TRAIN" --val "$eval_manifest" \

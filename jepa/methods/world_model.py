@@ -354,18 +354,18 @@ def load_world_model(path: str, map_location: str | torch.device = "cpu", trust:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"world-model checkpoint not found: {path}")
     try:
-        kind = describe_file(torch_load(path, map_location="cpu", trust=trust))
-    except Exception:  # unreadable: the load below names it
-        kind = ""
-    if kind and "world-model" not in kind:
-        raise ValueError(f"{path} is not a world-model checkpoint: it is {kind}; jepa plan needs a run of "
-                         "jepa fit --config configs/world_model/...")
-    try:
         model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location,
                                                                  weights_only=not is_trusted(trust))
     except Exception as e:
         refused = refusal(path, e)
         if refused is not None:
             raise refused from e
+        try:  # say what the file is instead, when it is readable at all
+            kind = describe_file(torch_load(path, map_location="cpu", trust=trust))
+        except Exception:
+            kind = ""
+        if kind and "world-model" not in kind:
+            raise ValueError(f"{path} is not a world-model checkpoint: it is {kind}; jepa plan needs a run of "
+                             "jepa fit --config configs/world_model/...") from e
         raise ValueError(f"{path} is not a readable ActionConditionedWorldModel checkpoint ({type(e).__name__}: {e})") from e
     return model.eval()

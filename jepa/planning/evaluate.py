@@ -40,7 +40,13 @@ from jepa.envs.base import Env
 from jepa.envs.policies import RandomWalkPolicy
 from jepa.envs.registry import make_env
 from jepa.planning.mpc import EpisodeResult, LatentCost, TrueDynamicsCost, run_episode
-from jepa.planning.protocols import Protocol, default_protocol, get_protocol, wilson_interval
+from jepa.planning.protocols import (
+    PROTOCOLS,
+    Protocol,
+    default_protocol,
+    get_protocol,
+    wilson_interval,
+)
 from jepa.planning.samplers import make_planner
 
 
@@ -73,7 +79,7 @@ def episode_starts(env: Env, episodes: int, seed: int, protocol: Protocol | None
     for i in range(episodes):
         for attempt in range(max_redraws):
             env.reset(seed=seed * 100_003 + i + attempt * 1_000_000_007)
-            env.sample_goal(other_room=protocol.other_room(i) if protocol else (True if i % 2 == 0 else None))
+            env.sample_goal(other_room=(protocol or PROTOCOLS["first-contact"]).other_room(i))
             if not env.is_success():
                 break
         else:

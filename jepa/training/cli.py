@@ -72,16 +72,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def check_out_dir(flag: str, out: str | None) -> None:
     """Make the output folder now, before any work, so an unwritable path fails first, in one line."""
-    if not out:
-        return
-    p = Path(out)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / ".jepa-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"{flag} {out}: cannot write there ({e.strerror or e}); choose a folder you can write to") from e
+    if out:
+        from jepa.training.preflight import check_writable
+
+        check_writable(flag, out)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:

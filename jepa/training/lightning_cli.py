@@ -95,7 +95,9 @@ class JepaCLI(LightningCLI):
         root = trainer.get("default_root_dir") or "outputs/run"
         trainer["default_root_dir"] = root
         _RUN["root"], _RUN["existed"], _RUN["before"] = root, os.path.exists(root), _log_dirs(root)
-        _check_writable(root)
+        from jepa.training.preflight import check_writable
+
+        check_writable("trainer.default_root_dir", root)
         if trainer.get("logger") in (None, True):
             trainer["logger"] = [
                 _ns("lightning.pytorch.loggers.CSVLogger", save_dir=root, name="csv"),
@@ -246,21 +248,6 @@ def _quiet_tips() -> None:
 
 
 _RUN: dict[str, Any] = {}  # this invocation's run folder, for cleaning up after a failed start
-
-
-def _check_writable(root: str) -> None:
-    from pathlib import Path
-
-    from jepa.training.preflight import ConfigError
-
-    try:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        probe = Path(root) / ".jepa-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"trainer.default_root_dir: {root}: cannot write there ({e.strerror or e}); "
-                          "choose a folder you can write to") from e
 
 
 LOG_DIRS = ("csv/version_*", "wandb/offline-run-*", "wandb/run-*", "wandb/latest-run")

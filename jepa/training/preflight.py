@@ -27,6 +27,21 @@ def _hp(obj: Any) -> dict[str, Any]:
     return dict(getattr(obj, "hparams", {}) or {})
 
 
+def check_writable(key: str, folder: str | os.PathLike[str]) -> None:
+    """Make ``folder`` now and write a probe file in it, so an unwritable output fails before any
+    work, in one line naming ``key``."""
+    p = Path(folder)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / ".jepa-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        named = f"{key} {folder}" if key.startswith("--") else f"{key}: {folder}"  # a flag, or a config key
+        raise ConfigError(f"{named}: cannot write there ({e.strerror or e}); "
+                          "choose a folder you can write to") from e
+
+
 def check_source(key: str, value: Any) -> Any:
     """The ``VideoSource`` of a manifest / folder config value, or ``ConfigError``."""
     from data_pipelines.sources import load_source
@@ -54,8 +69,9 @@ def check_source(key: str, value: Any) -> Any:
     return source
 
 
-def check_video_data(dm: L.LightningDataModule) -> None:
-    """Paths, files, and that a clip fits in at least one video (VideoDataModule)."""
+def check_video_data(dm: L.LightningDataModule) -> Any:
+    """Paths, files, and that a clip fits in at least one video (VideoDataModule); returns the
+    training ``VideoSource``."""
     from data_pipelines.decoding import DecodeError, open_video
     from data_pipelines.sampling import ClipSampler
 
@@ -72,7 +88,7 @@ def check_video_data(dm: L.LightningDataModule) -> None:
                     "data.init_args.bad_files is 'strict'; fix the manifest or use bad_files: skip"
                 )
     if hp.get("short_videos", "skip") != "skip":
-        return
+        return sources["train"]
     sampler = ClipSampler(hp.get("num_frames", 16), hp.get("frame_step", 2), hp.get("fps"))
     for name, source in sources.items():
         longest, probed, need, fits = 0, 0, 0, False
@@ -97,6 +113,7 @@ def check_video_data(dm: L.LightningDataModule) -> None:
                 f"spans {need} source frames, but {which} of data.init_args.{name} ({source.origin}) is that long "
                 f"(longest: {longest} frames); lower num_frames or frame_step, or set data.init_args.short_videos: pad"
             )
+    return sources["train"]
 
 
 def check_input_size(model: L.LightningModule, dm: L.LightningDataModule | None) -> None:
@@ -149,17 +166,12 @@ def check_resume(ckpt_path: str | None, model: L.LightningModule, trainer: L.Tra
     check_checkpoint_matches(ckpt, ckpt_path, model)
 
 
-def check_one_batch(dm: L.LightningDataModule, trainer: L.Trainer) -> None:
-    """Every rank gets at least one full training batch (the loader drops the last partial one)."""
+def check_one_batch(dm: L.LightningDataModule, trainer: L.Trainer, videos: int) -> None:
+    """Every rank gets at least one full training batch of the ``videos`` training videos (the
+    loader drops the last partial one)."""
     hp = _hp(dm)
-    if not hp.get("train") or "batch_size" not in hp:
+    if "batch_size" not in hp:
         return
-    from data_pipelines.sources import load_source
-
-    try:
-        videos = len(load_source(Path(str(hp["train"]))))
-    except (ValueError, KeyError, FileNotFoundError):
-        return  # check_video_data has reported it
     ranks = max(1, int(getattr(trainer, "world_size", 1) or 1))
     need = int(hp["batch_size"]) * ranks
     if videos < need:
@@ -178,8 +190,7 @@ def preflight(model: L.LightningModule, dm: L.LightningDataModule | None, traine
     from data_pipelines.trajectory_datamodule import TrajectoryDataModule
 
     if isinstance(dm, VideoDataModule):
-        check_video_data(dm)
-        check_one_batch(dm, trainer)
+        check_one_batch(dm, trainer, len(check_video_data(dm)))
     elif isinstance(dm, TrajectoryDataModule):
         hp = _hp(dm)
         for key in ("train", "val"):
