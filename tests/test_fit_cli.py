@@ -158,6 +158,31 @@ def test_print_config_lists_every_model_and_data_key(capsys) -> None:
     assert cfg["trainer"]["precision"] == ("bf16-mixed" if torch.cuda.is_available() else "32-true")
 
 
+def test_print_config_shows_the_loggers_and_callbacks_the_run_uses(capsys, tmp_path: Path) -> None:
+    def printed(*args: str) -> dict:
+        with pytest.raises(SystemExit) as e:
+            main(["fit", *args, "--print_config"])
+        assert e.value.code == 0
+        return yaml.safe_load(capsys.readouterr().out)
+
+    cfg = printed("--config", "configs/pretrain/quickstart.yaml", "--trainer.default_root_dir", str(tmp_path / "r"))
+    loggers = [lg["class_path"].rsplit(".", 1)[1] for lg in cfg["trainer"]["logger"]]
+    assert loggers == ["CSVLogger", "OfflineWandbLogger"]
+    callbacks = [cb["class_path"].rsplit(".", 1)[1] for cb in cfg["trainer"]["callbacks"]]
+    assert callbacks.count("ModelCheckpoint") == 2 and "LearningRateMonitor" in callbacks
+    dirs = {cb["init_args"].get("dirpath") for cb in cfg["trainer"]["callbacks"] if "dirpath" in cb["init_args"]}
+    assert dirs == {str(tmp_path / "r" / "checkpoints")}
+    # The printed config is a recipe: run again from it, nothing is added twice.
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(yaml.safe_dump(cfg))
+    again = printed("--config", str(saved))
+    def summary(c: dict) -> list:
+        return [(x["class_path"], x["init_args"].get("dirpath"), x["init_args"].get("save_dir"))
+                for x in c["trainer"]["callbacks"] + c["trainer"]["logger"]]
+
+    assert summary(again) == summary(cfg)
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_recipe_parses(recipe: Path, capsys) -> None:
     with pytest.raises(SystemExit) as e:

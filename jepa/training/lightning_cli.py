@@ -87,55 +87,33 @@ class JepaCLI(LightningCLI):
             help="also write checkpoints/last-step.ckpt every N optimizer steps (for long epochs)",
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then fill in the defaults, so ``--print_config`` shows the loggers and callbacks
+        the run will really use (jsonargparse would print before they are filled in)."""
+        import sys
+
+        if isinstance(args, dict) or (args is not None and not isinstance(args, (list, tuple))):
+            return super().parse_arguments(parser, args)  # a config object from Python: nothing to print
+        argv = list(sys.argv[1:] if args is None else args)
+        printing = [a for a in argv if a == "--print_config" or a.startswith("--print_config=")]
+        super().parse_arguments(parser, [a for a in argv if a not in printing])
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        _fill_defaults(cfg)
+        if printing:
+            flags = printing[-1].partition("=")[2]
+            kwargs = {"skip_default": "skip_default" in flags, "skip_none": "skip_null" in flags}
+            target = self._subcommand_parsers[sub] if sub else parser
+            sys.stdout.write(target.dump(cfg, **kwargs))
+            raise SystemExit(0)
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        trainer = cfg["trainer"]
-        if trainer.get("strategy") == "fsdp":  # FSDP2 per Block (jepa.training.distributed)
-            trainer["strategy"] = _ns(FSDP)
-        root = trainer.get("default_root_dir") or "outputs/run"
-        trainer["default_root_dir"] = root
+        root = cfg["trainer"]["default_root_dir"]
         _RUN["root"], _RUN["existed"], _RUN["before"] = root, os.path.exists(root), _log_dirs(root)
         from jepa.training.preflight import check_writable
 
         check_writable("trainer.default_root_dir", root)
-        if trainer.get("logger") in (None, True):
-            trainer["logger"] = [
-                _ns("lightning.pytorch.loggers.CSVLogger", save_dir=root, name="csv"),
-                _ns("jepa.training.loggers.OfflineWandbLogger", save_dir=root, project="jepa", offline=True),
-            ]
-        callbacks = list(trainer.get("callbacks") or [])
-        paths = [getattr(cb, "class_path", "") for cb in callbacks]
-        if trainer.get("enable_checkpointing") is not False and CHECKPOINT not in paths:
-            # Two callbacks: Lightning (2.6) writes ``save_last`` only when a top-k checkpoint was
-            # saved in the same step, so one monitored callback would leave ``last.ckpt`` at the
-            # best epoch and lose every later one.  ``last`` is an unmonitored top-1 under a fixed
-            # name, rewritten every epoch.
-            callbacks.append(_ns(CHECKPOINT, filename="last", monitor=None, save_top_k=1, save_last=False))
-            callbacks.append(
-                _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
-                    save_last=False)
-            )
-        every = cfg.get("checkpoint_every_n_steps")
-        if every and trainer.get("enable_checkpointing") is not False:
-            # A separate callback: ModelCheckpoint takes either a step or an epoch trigger, and
-            # the epoch-end ``last.ckpt`` must stay (the final state is never left unsaved).
-            callbacks.append(
-                _ns(CHECKPOINT, filename="last-step", monitor=None, save_top_k=1, save_last=False,
-                    every_n_train_steps=int(every))
-            )
-        if LR_MONITOR not in paths and trainer.get("logger") is not False:  # it needs a logger
-            callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
-        if PREEMPTION not in paths and trainer.get("enable_checkpointing") is not False:
-            callbacks.append(_ns(PREEMPTION))
-        if SKIPPED not in paths:
-            callbacks.append(_ns(SKIPPED))
-        plugins = trainer.get("plugins")
-        if plugins is None:
-            trainer["plugins"] = [_ns(ATOMIC_IO)]
-        for cb in callbacks:
-            if getattr(cb, "class_path", "") == CHECKPOINT and cb.init_args.get("dirpath") is None:
-                cb.init_args["dirpath"] = os.path.join(root, "checkpoints")
-        trainer["callbacks"] = callbacks
 
     def _parse_ckpt_path(self) -> None:
         """Check an explicit ``--ckpt_path`` file before LightningCLI reads hyper-parameters from it."""
@@ -165,6 +143,53 @@ class JepaCLI(LightningCLI):
 
         ckpt = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
         preflight(self.model, self.datamodule, self.trainer, ckpt)
+
+
+def _fill_defaults(cfg: Any) -> None:
+    """Fill in the project's loggers, callbacks and checkpoint I/O under ``default_root_dir``."""
+    trainer = cfg["trainer"]
+    if trainer.get("strategy") == "fsdp":  # FSDP2 per Block (jepa.training.distributed)
+        trainer["strategy"] = _ns(FSDP)
+    root = trainer.get("default_root_dir") or "outputs/run"
+    trainer["default_root_dir"] = root
+    if trainer.get("logger") in (None, True):
+        trainer["logger"] = [
+            _ns("lightning.pytorch.loggers.CSVLogger", save_dir=root, name="csv"),
+            _ns("jepa.training.loggers.OfflineWandbLogger", save_dir=root, project="jepa", offline=True),
+        ]
+    callbacks = list(trainer.get("callbacks") or [])
+    paths = [getattr(cb, "class_path", "") for cb in callbacks]
+    if trainer.get("enable_checkpointing") is not False and CHECKPOINT not in paths:
+        # Two callbacks: Lightning (2.6) writes ``save_last`` only when a top-k checkpoint was
+        # saved in the same step, so one monitored callback would leave ``last.ckpt`` at the
+        # best epoch and lose every later one.  ``last`` is an unmonitored top-1 under a fixed
+        # name, rewritten every epoch.
+        callbacks.append(_ns(CHECKPOINT, filename="last", monitor=None, save_top_k=1, save_last=False))
+        callbacks.append(
+            _ns(CHECKPOINT, filename="best-{epoch}-{step}", monitor="val/loss", mode="min", save_top_k=1,
+                save_last=False)
+        )
+    every = cfg.get("checkpoint_every_n_steps")
+    if every and trainer.get("enable_checkpointing") is not False:
+        # A separate callback: ModelCheckpoint takes either a step or an epoch trigger, and
+        # the epoch-end ``last.ckpt`` must stay (the final state is never left unsaved).
+        callbacks.append(
+            _ns(CHECKPOINT, filename="last-step", monitor=None, save_top_k=1, save_last=False,
+                every_n_train_steps=int(every))
+        )
+    if LR_MONITOR not in paths and trainer.get("logger") is not False:  # it needs a logger
+        callbacks.append(_ns(LR_MONITOR, logging_interval="step"))
+    if PREEMPTION not in paths and trainer.get("enable_checkpointing") is not False:
+        callbacks.append(_ns(PREEMPTION))
+    if SKIPPED not in paths:
+        callbacks.append(_ns(SKIPPED))
+    plugins = trainer.get("plugins")
+    if plugins is None:
+        trainer["plugins"] = [_ns(ATOMIC_IO)]
+    for cb in callbacks:
+        if getattr(cb, "class_path", "") == CHECKPOINT and cb.init_args.get("dirpath") is None:
+            cb.init_args["dirpath"] = os.path.join(root, "checkpoints")
+    trainer["callbacks"] = callbacks
 
 
 def _ns(class_path: str, **init_args: Any) -> Any:
