@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/jepa bench data
 	$(BIN)/jepa bench train
 	$(BIN)/jepa bench plan
+	$(BIN)/jepa bench soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,7 +4,6 @@ strict policy (raise naming the file)."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import av
@@ -16,86 +15,37 @@ from data_pipelines.dataset import VideoClipDataset, collate_clips
 from data_pipelines.decoding import DecodeError, decode_all, open_video
 from data_pipelines.sampling import ClipSampler
 from data_pipelines.writers import write_manifest
-
-
-def _audio_only(path: Path) -> None:
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("aac", rate=16000)
-        for i in range(20):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-            )
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-
-
-def _corrupt(src: Path, dst: Path) -> None:
-    data = bytearray(src.read_bytes())
-    rng = np.random.default_rng(0)
-    for pos in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):
-        data[pos : pos + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
-    dst.write_bytes(bytes(data))
+from jepa.benchmarks.bad_files import BAD_KINDS, write_bad_file
 
 
 def make_bad(kind: str, tmp: Path, good: Path) -> Path:
     """One bad file of ``kind``; returns its path."""
-    if kind == "empty":
-        p = tmp / "empty.mp4"
-        p.write_bytes(b"")
-    elif kind == "truncated":
-        p = tmp / "truncated.mp4"
-        p.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    elif kind == "truncated_faststart":  # index first, then the media data is cut short
-        p = tmp / "faststart.mp4"
-        from conftest import smooth_frames
+    if kind != "truncated_faststart":
+        return write_bad_file(kind, tmp / f"{kind}.mp4", good)
+    # The index first, then the media data cut short.
+    from conftest import smooth_frames
 
-        from data_pipelines.writers import write_video
+    from data_pipelines.writers import write_video
 
-        full = tmp / "faststart_full.mp4"
-        write_video(full, smooth_frames(40), 25, gop=8)
-        with av.open(str(full)) as src, av.open(str(tmp / "fs.mp4"), "w", options={"movflags": "faststart"}) as dst:
-            s_in = src.streams.video[0]
-            s_out = dst.add_stream_from_template(s_in)
-            for pkt in src.demux(s_in):
-                if pkt.dts is None:
-                    continue
-                pkt.stream = s_out
-                dst.mux(pkt)
-        data = (tmp / "fs.mp4").read_bytes()
-        p.write_bytes(data[: int(len(data) * 0.6)])
-    elif kind == "corrupt":
-        p = tmp / "corrupt.mp4"
-        _corrupt(good, p)
-    elif kind == "not_media":
-        p = tmp / "notes.mp4"
-        p.write_text("this is a text file, not a video\n" * 50)
-    elif kind == "audio_only":
-        p = tmp / "audio.mp4"
-        _audio_only(p)
-    elif kind == "missing":
-        p = tmp / "gone.mp4"
-        os.symlink(tmp / "does_not_exist.mp4", p)  # a broken link
-    elif kind == "directory":
-        p = tmp / "folder.mp4"
-        p.mkdir()
-    else:
-        raise ValueError(kind)
+    p = tmp / "faststart.mp4"
+    full = tmp / "faststart_full.mp4"
+    write_video(full, smooth_frames(40), 25, gop=8)
+    with av.open(str(full)) as src, av.open(str(tmp / "fs.mp4"), "w", options={"movflags": "faststart"}) as dst:
+        s_in = src.streams.video[0]
+        s_out = dst.add_stream_from_template(s_in)
+        for pkt in src.demux(s_in):
+            if pkt.dts is None:
+                continue
+            pkt.stream = s_out
+            dst.mux(pkt)
+    data = (tmp / "fs.mp4").read_bytes()
+    p.write_bytes(data[: int(len(data) * 0.6)])
     return p
 
 
-EXPECTED = {
-    "empty": "empty",
-    "truncated": "truncated",
-    "truncated_faststart": "corrupt",  # the index is intact; the cut-off packet fails to decode
-    "corrupt": "corrupt",
-    "not_media": "not_media",
-    "audio_only": "no_video_stream",
-    "missing": "missing",
-    "directory": "unreadable",
-}
+# The index is intact in a cut-off faststart file; the cut-off packet fails to decode.
+EXPECTED = {**BAD_KINDS, "truncated_faststart": "corrupt"}
+
 FULL_CLIP = ClipSampler(num_frames=40, frame_step=1, mode="uniform")  # touches every frame
 
 

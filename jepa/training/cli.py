@@ -11,6 +11,7 @@
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
   jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
+  jepa bench soak                                                thousands of files, 5% broken, epochs with workers
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def nonnegative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1) (argparse type)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 
@@ -217,6 +226,17 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_soak(args: argparse.Namespace) -> int:
+    from jepa.benchmarks.soak import run_soak
+
+    check_out_dir("--data", args.data)
+    result = run_soak(
+        data_dir=args.data, files=args.files, bad_fraction=args.bad_fraction, epochs=args.epochs,
+        workers=args.workers, batch_size=args.batch_size, frames=args.num_frames, size=args.size,
+    )
+    return 0 if result["passed"] else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from jepa.hub import export_encoder, latest_checkpoint, load_encoder
 
@@ -367,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--replans", type=positive, default=5, help="timed replans per setting")
     bp.add_argument("--device", default="cpu")
     bp.set_defaults(func=_cmd_bench_plan)
+
+    bs = bench.add_parser("soak", help="thousands of files, some broken, through training epochs with workers")
+    bs.add_argument("--data", default=None, help="empty folder for the soak data (default: a temporary folder, removed after)")
+    bs.add_argument("--files", type=positive, default=3000)
+    bs.add_argument("--bad-fraction", type=fraction, default=0.05, help="share of broken files, every kind alike")
+    bs.add_argument("--epochs", type=positive, default=3, help="memory must stay flat from the second to the last")
+    bs.add_argument("--workers", type=positive, default=2)
+    bs.add_argument("--batch-size", type=positive, default=8)
+    bs.add_argument("--num-frames", type=positive, default=16, help="frames per video and per clip (clips read every frame)")
+    bs.add_argument("--size", type=positive, default=64)
+    bs.set_defaults(func=_cmd_bench_soak)
 
     pl = sub.add_parser("plan", help="plan toward goal images with a world model (MPC), beside random and perfect-model baselines")
     pl.add_argument("--world-model", default=None, help="jepa fit checkpoint of an ActionConditionedWorldModel, or its run folder")
