@@ -71,6 +71,28 @@ def test_window_limits_history_and_rollout_matches_forward() -> None:
         pred.rollout(z[:, :2], a[:, :2])
 
 
+@pytest.mark.parametrize("window", [1, 2, 3, None])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2)])
+def test_rollout_equals_teacher_forcing_for_every_window(window: int | None, grid: tuple[int, int]) -> None:
+    """Prediction t from the true frames must be the same whether it comes from one teacher-forced
+    pass over the clip (training) or from a rollout step on the last ``window`` frames (planning).
+    A trained predictor is needed to tell: an untrained one's output layer is zero."""
+    torch.manual_seed(0)
+    p = grid[0] * grid[1]
+    pred = ActionConditionedPredictor(6, 2, grid, embed_dim=24, depth=3, num_heads=2, window=window).eval()
+    torch.nn.init.normal_(pred.out.weight, std=0.5)
+    z, a = torch.randn(2, 7, p, 6), torch.randn(2, 7, 2)
+    forced = pred(z, a)
+    for t in range(7):
+        lo = 0 if window is None else max(0, t - window + 1)
+        step = pred.rollout(z[:, lo : t + 1], a[:, t : t + 1], context_actions=a[:, lo:t] if t > lo else None)
+        torch.testing.assert_close(step[:, 0], forced[:, t], msg=f"prediction {t}")
+    if window is not None:  # and nothing before the window reaches it, through any layer
+        z2 = z.clone()
+        z2[:, 0] += 3.0
+        torch.testing.assert_close(pred(z2, a)[:, window:], forced[:, window:])
+
+
 def test_collected_actions_sit_between_their_frames(trajectories: Path) -> None:
     env = TwoRooms()
     ds = TrajectoryClipDataset(trajectories / "manifest.csv", num_frames=4, frameskip=3)
@@ -181,6 +203,27 @@ def wm_batch() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return {"video": torch.randint(0, 255, (3, 4, 64, 64, 3), generator=g, dtype=torch.uint8),
             "actions": torch.randn(3, 3, 2, generator=g)}
+
+
+@pytest.mark.parametrize("target", ["stopgrad", "ema"])
+def test_planner_goal_is_in_the_space_the_predictor_outputs(target: str) -> None:
+    """With an EMA target the predictor learns to output the target encoder's latents, so the goal
+    the planner compares rollouts with must come from that encoder; otherwise from the encoder."""
+    from jepa.planning.mpc import LatentCost
+
+    wm = small_wm(target=target).eval()
+    if wm.target_encoder is not None:
+        with torch.no_grad():  # as after training: the EMA copy has drifted from the online encoder
+            for q in wm.target_encoder.encoder.parameters():
+                q.add_(0.3 * torch.randn_like(q))
+    goal = wm_batch()["video"][0, 0].numpy()
+    cost = LatentCost(wm, goal)
+    with torch.no_grad():
+        frames = wm.normalise_frames(goal)
+        space = wm.target_encoder.encoder if target == "ema" else wm.encoder
+        torch.testing.assert_close(cost.goal, space(frames)[0])
+        if target == "ema":
+            assert not torch.allclose(cost.goal, wm.encoder(frames)[0])
 
 
 @pytest.mark.parametrize("target", ["stopgrad", "online", "ema"])

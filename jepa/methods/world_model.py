@@ -259,6 +259,11 @@ class ActionConditionedWorldModel(JepaMethod):
         enc = self.target_encoder.encoder if (target and self.target_encoder is not None) else self.encoder
         return enc(frames)
 
+    def encode_goal(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Latents of goal observations, in the space the predictor was trained to output: the
+        EMA target encoder's with ``target: ema``, else the encoder's (``encode``)."""
+        return self.encode(obs, target=True)
+
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Latents after each of ``actions [B, H, A]`` (raw units) from ``z0 [B, P, D]`` -> ``[B, H, P, D]``."""
         assert self.predictor is not None

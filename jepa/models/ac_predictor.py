@@ -3,13 +3,17 @@
 Input latents ``z [B, T, P, D]`` (P tokens per frame: 1 for a vector latent, h*w for a grid) and
 actions ``a [B, T, A]``, where action t moves frame t to frame t + 1. Every token of frame t gets
 the embedding of action t added, so a token "knows" the action about to be taken. Attention is
-block-causal: a token of frame t sees all tokens of frames ``t - window + 1 .. t`` and nothing
-later, so output t (the prediction of frame t + 1) depends only on frames and actions ``<= t``.
-Positions are rotary (``rope_3d`` over (t, row, col)): relative in time, so a rollout longer than
-the training clips, or a window that slides, sees the same geometry it was trained on.
+block-causal: a token of frame t sees all tokens of frames ``<= t`` and nothing later, so output t
+(the prediction of frame t + 1) depends only on frames and actions ``<= t``. With ``window`` = W,
+output t depends on frames ``t - W + 1 .. t`` only, through every layer: each prediction runs on
+its own slice of W frames (a per-layer sliding mask would let the reach grow by W - 1 frames per
+layer, and teacher forcing would then see further back than a rollout can). Positions are rotary
+(``rope_3d`` over (t, row, col)): relative in time, so a rollout longer than the training clips,
+or a window that slides, sees the same geometry it was trained on.
 
 ``rollout(z0, actions)`` feeds predictions back autoregressively; with ``window`` set each step
-runs on at most ``window`` frames, so a step costs the same at step 1 and step 100.
+runs on at most ``window`` frames, so a step costs the same at step 1 and step 100, and its output
+equals teacher forcing (``forward``) on the same frames.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class ActionConditionedPredictor(nn.Module):
             [t.repeat_interleave(h * w), rr.flatten().float().repeat(frames), cc.flatten().float().repeat(frames)], dim=-1
         )
         cos, sin = rope_3d(coords, self.head_dim)
-        mask: torch.Tensor | None = block_causal_mask(frames, h * w, self.window, device)
+        mask: torch.Tensor | None = block_causal_mask(frames, h * w, None, device)
         if bool(mask.all()):
             mask = None
         out = (mask, (cos[None], sin[None]))
@@ -112,6 +116,20 @@ class ActionConditionedPredictor(nn.Module):
             if actions.shape != (b, t, self.action_dim):
                 raise ValueError(f"actions must be [B, T, A] = {(b, t, self.action_dim)}, got {tuple(actions.shape)}")
             action_emb = self.action_in(actions)
+        w = self.window
+        if w is None or t <= w:
+            return self._causal(z, action_emb)
+        # Outputs 0..W-1 see every earlier frame anyway: one pass. Output t >= W: the last output
+        # of a pass over frames t-W+1..t, all such slices batched.
+        head = self._causal(z[:, :w], action_emb[:, :w])
+        zs = z.unfold(1, w, 1)[:, 1:].permute(0, 1, 4, 2, 3).reshape(-1, w, p, d)  # [B*(T-W), W, P, D]
+        es = action_emb.unfold(1, w, 1)[:, 1:].permute(0, 1, 3, 2).reshape(-1, w, action_emb.shape[-1])
+        tail = self._causal(zs, es)[:, -1].reshape(b, t - w, p, d)
+        return torch.cat([head, tail], dim=1)
+
+    def _causal(self, z: torch.Tensor, action_emb: torch.Tensor) -> torch.Tensor:
+        """One block-causal pass: ``z [B, T, P, D]``, embedded actions ``[B, T, E]`` -> ``[B, T, P, D]``."""
+        b, t, p, d = z.shape
         x = self.latent_in(z) + action_emb[:, :, None, :]
         x = x.reshape(b, t * p, -1)
         mask, rope = self._tables(t, z.device)

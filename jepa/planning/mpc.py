@@ -41,15 +41,18 @@ def repeat_actions(actions: torch.Tensor, frameskip: int) -> torch.Tensor:
 
 
 class LatentCost:
-    """Energy of action samples under a world model (``encode`` / ``rollout`` API)."""
+    """Energy of action samples under a world model (``encode`` / ``rollout`` API; ``encode_goal``
+    when the model has one, for goals in the space its predictions land in)."""
 
     def __init__(
         self, world_model: Any, goal_obs: np.ndarray, frameskip: int = 1, distance: Distance = "l2",
         reduce: Reduce = "final",
     ) -> None:
         self.wm, self.frameskip, self.distance, self.reduce = world_model, frameskip, distance, reduce
+        # The goal in the space rollouts land in (the EMA target's, where there is one).
+        encode_goal = getattr(world_model, "encode_goal", world_model.encode)
         with torch.no_grad():
-            self.goal = world_model.encode(goal_obs)[0]  # [P, D], once per episode
+            self.goal = encode_goal(goal_obs)[0]  # [P, D], once per episode
         self.z0: torch.Tensor | None = None
 
     def reset(self, obs: np.ndarray, info: dict[str, Any]) -> None:
