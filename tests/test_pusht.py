@@ -150,3 +150,55 @@ def test_goal_picture_and_paths_show_the_block() -> None:
     np.testing.assert_array_equal(env.path_coordinates(np.array([CASES[1], GOAL])), [[305.0, 300.0], [300.0, 300.0]])
     assert env.path_subject == "block" and env.plot_extent() == (0.0, 512.0)
     assert env.episode_arrays() == {} and env.room(goal) == 0
+
+
+def test_simulate_replays_from_the_full_physics_state_and_restores_it() -> None:
+    env = PushT()
+    env.reset(seed=3)
+    env.sample_goal()
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # moving, so velocities matter
+        env.step(rng.uniform(-40, 40, 2))
+    full, steps, goal = env.physics_state(), env.steps, env.goal.copy()
+    assert np.linalg.norm(full[5:7]) > 1  # the agent is moving
+    actions = rng.uniform(-40, 40, (3, 12, 2))
+    sim = env.simulate(actions)
+    np.testing.assert_array_equal(env.physics_state(), full)  # restored, velocities included
+    assert env.steps == steps and np.array_equal(env.goal, goal)
+    for k in range(3):  # each sequence = stepping the environment for real from that state
+        env._set_physics(full)
+        real = np.stack([env.step(a)[4]["state"] for a in actions[k]])
+        np.testing.assert_allclose(sim[k], real, atol=1e-6)
+    assert np.ptp(sim[:, -1, 0]) > 1  # different actions, different outcomes
+
+
+def test_goal_distance_weighs_both_tolerances_alike() -> None:
+    env = PushT()
+    goal = np.array(GOAL)
+    at_position_tolerance = goal + np.array([20.0, 0, 0, 0, 0])
+    at_angle_tolerance = goal + np.array([0, 0, 0, 0, math.pi / 9])
+    np.testing.assert_allclose(env.goal_distance(np.stack([at_position_tolerance, at_angle_tolerance]), goal), [20.0, 20.0])
+
+
+def test_oracle_planner_solves_pusht_goals_on_the_simulator() -> None:
+    """The same planner as the world model's, on the true simulator (``TrueDynamicsCost`` over
+    ``simulate``), with a small budget: it reaches goals a random walk does not."""
+    from jepa.planning.mpc import TrueDynamicsCost, run_episode
+    from jepa.planning.samplers import make_planner
+
+    env = PushT()
+    oracle = random = 0
+    for i in range(4):
+        env.reset(seed=100 + i)
+        env.sample_goal()
+        setting = env.episode_options()
+        planner = make_planner("mppi", horizon=3, action_dim=2, samples=32, iterations=3, action_low=[-40, -40],
+                               action_high=[40, 40], max_norm=None, init_std=None, seed=i, device="cpu",
+                               temperature=0.1)
+        res = run_episode(env, planner=planner, cost=TrueDynamicsCost(env, env.goal, 5, "sum"), max_steps=50,
+                          frameskip=5, until="success")
+        oracle += res.success
+        env.reset(options=setting)
+        walk = run_episode(env, act=RandomWalkPolicy().actor(env, np.random.default_rng(i)), max_steps=50)
+        random += walk.success
+    assert oracle >= 2 and oracle > random, (oracle, random)

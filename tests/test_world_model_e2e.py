@@ -37,12 +37,11 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
                  "--horizon", "4", "--samples", "32", "--iterations", "2", "--max-steps", "20",
                  "--gif-episodes", "1", "--out", str(out), "--quiet"]) == 0
     table = capsys.readouterr().out
-    # Push-T has no batched true dynamics: its report has no perfect-model row, and says so.
-    agents = ("world_model", "perfect_model", "random") if env == "two-rooms" else ("world_model", "random")
+    # Both have the perfect-model ceiling: Two Rooms through batched dynamics, Push-T through its simulator.
+    agents = ("world_model", "perfect_model", "random")
     for agent in agents:
         assert f"| {agent} |" in table
-    if env == "pusht":
-        assert "perfect-model check is skipped" in table and "| perfect_model |" not in table
+    assert "perfect-model check is skipped" not in table
     report = json.loads((out / "plan.json").read_text())
     for key in ("success_rate", "episodes", "mean_steps_to_success", "replan_seconds_median", "replan_seconds_p95"):
         assert key in report

@@ -13,8 +13,10 @@ also owns the rules evaluation needs, so that nothing outside it guesses from it
   part of the world a state is in, for "other room" statistics; 0 where there are no rooms);
 * pictures: ``goal_picture(frame, goal)`` (a frame with its goal shown, for GIFs) and
   ``plot_paths(ax, results)`` (paths over the arena, for ``trajectories.png``);
-* ``has_true_dynamics``: whether ``dynamics(states, actions)`` steps a batch of states (the
-  "perfect model" planner check).
+* ``has_true_dynamics``: whether ``dynamics(states, actions)`` steps a batch of states;
+  ``has_simulator``: whether ``simulate(actions)`` plays action sequences from the current full
+  state (velocities included) and restores it. Either gives the "perfect model" planner check
+  (the same planner on the true dynamics), with ``goal_distance`` as its cost.
 
 Subclasses implement the abstract members; the rest have defaults that fit most environments.
 """
@@ -48,6 +50,7 @@ class Env(ABC):
 
     name: ClassVar[str] = ""  # the registry / CLI name
     has_true_dynamics: ClassVar[bool] = False  # True: ``dynamics`` steps batches of states
+    has_simulator: ClassVar[bool] = False  # True: ``simulate`` plays action sequences from the current state
     path_subject: ClassVar[str] = "agent"  # what ``path_coordinates`` follows, for plot titles
     state: np.ndarray  # the current true state [S] (an attribute or a property)
     goal: np.ndarray | None  # the current goal state, if one is set
@@ -135,6 +138,24 @@ class Env(ABC):
     def dynamics(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Next states of a batch ``state [..., S]``, ``action [..., A]`` (only if ``has_true_dynamics``)."""
         raise NotImplementedError(f"{type(self).__name__} has no batched true dynamics")
+
+    def simulate(self, actions: np.ndarray) -> np.ndarray:
+        """States ``[N, T, S]`` after each of the action sequences ``[N, T, A]``, each played from the
+        current state; the environment is left as it was. Default: batched ``dynamics``."""
+        a = np.asarray(actions, np.float64)
+        if not self.has_true_dynamics:
+            raise NotImplementedError(f"{type(self).__name__} has neither batched dynamics nor a simulator")
+        s = np.broadcast_to(self.state, (a.shape[0], len(self.state))).copy()
+        out = np.empty((a.shape[0], a.shape[1], len(self.state)))
+        for t in range(a.shape[1]):
+            s = self.dynamics(s, a[:, t])
+            out[:, t] = s
+        return out
+
+    def goal_distance(self, states: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """How far states ``[..., S]`` are from ``goal`` (the perfect-model planner's cost); default:
+        Euclidean distance of the state vectors."""
+        return np.linalg.norm(np.asarray(states, np.float64) - np.asarray(goal, np.float64), axis=-1)
 
     # -- pictures ----------------------------------------------------------------------------
     def goal_picture(self, frame: np.ndarray, goal: np.ndarray) -> np.ndarray:

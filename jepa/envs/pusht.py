@@ -96,6 +96,7 @@ class PushT(Env):
 
     name: ClassVar[str] = "pusht"
     has_true_dynamics: ClassVar[bool] = False  # pymunk steps one state at a time
+    has_simulator: ClassVar[bool] = True  # ``simulate``: sequences replayed from a physics snapshot
     path_subject: ClassVar[str] = "block"
 
     config: PushTConfig = field(default_factory=PushTConfig)
@@ -146,6 +147,60 @@ class PushT(Env):
         e.block.angle = float(state[4])
         e.block.position = (float(state[2]), float(state[3]))
         e.space.step(e.dt)
+
+    def physics_state(self) -> np.ndarray:
+        """The full physics state: ``state`` plus agent velocity, block velocity and spin (10 numbers)."""
+        e = self.env
+        return np.array([*self.state, *e.agent.velocity, *e.block.velocity, e.block.angular_velocity], np.float64)
+
+    def _set_physics(self, full: np.ndarray) -> None:
+        """Restore a ``physics_state`` exactly (in the live space: positions and velocities only)."""
+        e = self.env
+        e.agent.position = (float(full[0]), float(full[1]))
+        e.block.angle = float(full[4])
+        e.block.position = (float(full[2]), float(full[3]))
+        e.agent.velocity = (float(full[5]), float(full[6]))
+        e.block.velocity = (float(full[7]), float(full[8]))
+        e.block.angular_velocity = float(full[9])
+        e.space.reindex_shapes_for_body(e.agent)
+        e.space.reindex_shapes_for_body(e.block)
+
+    def simulate(self, actions: np.ndarray) -> np.ndarray:
+        """States ``[N, T, 5]`` after each of ``actions [N, T, 2]``, each sequence played on the
+        simulator from the current physics state (velocities included); the state is restored
+        afterwards, and the episode's step count and goal are untouched."""
+        a = np.asarray(actions, np.float64)
+        if a.ndim != 3 or a.shape[-1] != 2:
+            raise ValueError(f"PushT.simulate: actions must be [N, T, 2], got {a.shape}")
+        keep, steps, goal = self.physics_state(), self.steps, self.goal
+        out = np.empty((a.shape[0], a.shape[1], 5))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for n in range(a.shape[0]):
+                self._set_physics(keep)
+                for t in range(a.shape[1]):
+                    self._advance(a[n, t])
+                    out[n, t] = self.state
+        self._set_physics(keep)
+        self.steps, self.goal = steps, goal
+        return out
+
+    def _advance(self, action: np.ndarray) -> np.ndarray:
+        """One control step of a relative action (clipped to the box, target clamped to the table);
+        returns the axes on which the table edge stopped the target."""
+        action = np.clip(action, self.action_low, self.action_high)
+        target = np.asarray(self.env.agent.position, np.float64) + action
+        clamped = np.clip(target, 0.0, TABLE)
+        self.env.step(clamped)
+        return np.abs(clamped - target) > 1e-9
+
+    def goal_distance(self, states: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Distance in the units of the success test: the (agent, block) position distance plus the
+        block's angle error scaled so that both tolerances weigh the same."""
+        states, goal = np.asarray(states, np.float64), np.asarray(goal, np.float64)
+        c = self.config
+        pos = np.linalg.norm(states[..., :4] - goal[..., :4], axis=-1)
+        return pos + angle_difference(states[..., 4], goal[..., 4]) * (c.position_tolerance / c.angle_tolerance)
 
     def sample_start(self) -> np.ndarray:
         """Block uniform on the table (gym-pusht's range), agent at ``start_radius`` from it, not touching it."""
@@ -207,17 +262,13 @@ class PushT(Env):
             raise ValueError(f"PushT.step: action must have shape (2,), got {action.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError(f"PushT.step: action must be finite, got {action}")
-        action = np.clip(action, self.action_low, self.action_high)
-        agent = np.asarray(self.env.agent.position, np.float64)
-        target = agent + action
-        clamped = np.clip(target, 0.0, TABLE)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.env.step(clamped)
+            blocked = self._advance(action)
         self.steps += 1
         info = self.info()
         # Axes on which the table edge stopped the target: a random walk reverses along them.
-        info["blocked"] = np.abs(clamped - target) > 1e-9
+        info["blocked"] = blocked
         success = bool(info.get("success", False))
         truncated = self.steps >= self.config.max_steps
         return self.render(), float(success), success, truncated, info

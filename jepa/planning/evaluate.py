@@ -8,8 +8,11 @@ from the command line. Start and goal of every episode are drawn from the *evalu
 Three agents run from the same start toward the same goal:
 
 * ``world_model``: the planner on the world model's latent energy (the method);
-* ``perfect_model``: the same planner on the environment's true dynamics and state distance
-  (environments with ``has_true_dynamics``; skipped with a note for the others);
+* ``perfect_model``: the same planner on the environment's true dynamics and ``goal_distance``
+  (batched ``dynamics`` in Two Rooms; the simulator replaying every sample from the current
+  physics state in Push-T, where ``oracle_samples`` / ``oracle_iterations`` may cap its budget
+  because each sample is a real simulation): the ceiling that tells a planner failure from a
+  model failure;
 * ``random``: random actions (a random walk with momentum, the data-collection policy
   :class:`jepa.envs.policies.RandomWalkPolicy`, run online).
 
@@ -65,6 +68,8 @@ class PlanConfig:
     elites: int = 32
     init_std: float | None = None
     replan_every: int | None = None  # env steps executed per replan (None: execute * frameskip)
+    oracle_samples: int | None = None  # perfect-model planner samples (None: ``samples``)
+    oracle_iterations: int | None = None  # perfect-model planner iterations (None: ``iterations``)
 
 
 def episode_starts(env: Env, episodes: int, seed: int, protocol: Protocol | None = None,
@@ -225,9 +230,12 @@ def evaluate(
     for agent in agents:
         if agent == "world_model" and world_model is None:
             continue
-        if agent == "perfect_model" and not env.has_true_dynamics:
-            print(f"note: {env_name} has no batched true dynamics; the perfect-model check is skipped")
+        if agent == "perfect_model" and not (env.has_true_dynamics or env.has_simulator):
+            print(f"note: {env_name} has neither true dynamics nor a simulator; the perfect-model check is skipped")
             continue
+        oracle = agent == "perfect_model"
+        samples = (cfg.oracle_samples or cfg.samples) if oracle else cfg.samples
+        iterations = (cfg.oracle_iterations or cfg.iterations) if oracle else cfg.iterations
         t0 = time.perf_counter()
         results = []
         for i, st in enumerate(starts):
@@ -238,8 +246,8 @@ def evaluate(
                 res = run_episode(env, act=act, max_steps=max_steps, keep_frames=keep, until=proto.until)
             else:
                 planner = make_planner(
-                    cfg.planner, horizon=cfg.horizon, action_dim=len(low), samples=cfg.samples,
-                    iterations=cfg.iterations, action_low=low.tolist(), action_high=high.tolist(), max_norm=max_norm,
+                    cfg.planner, horizon=cfg.horizon, action_dim=len(low), samples=samples,
+                    iterations=iterations, action_low=low.tolist(), action_high=high.tolist(), max_norm=max_norm,
                     init_std=cfg.init_std, seed=seed * 1_000_003 + i, device=device,
                     **({"temperature": cfg.temperature} if cfg.planner == "mppi" else {"elites": cfg.elites}),
                 )

@@ -68,11 +68,13 @@ class LatentCost:
 
 
 class TrueDynamicsCost:
-    """Energy of action samples under the environment's true dynamics (state distance to the goal)."""
+    """Energy of action samples under the environment's true dynamics: ``env.goal_distance`` to the
+    goal state after each planner step, from batched ``dynamics`` (Two Rooms) or the simulator
+    replaying every sample from the current physics state (``simulate``; Push-T)."""
 
     def __init__(self, env: Env, goal_state: np.ndarray, frameskip: int = 1, reduce: Reduce = "final") -> None:
-        if not env.has_true_dynamics:
-            raise ValueError(f"TrueDynamicsCost: {type(env).__name__} has no batched true dynamics")
+        if not (env.has_true_dynamics or env.has_simulator):
+            raise ValueError(f"TrueDynamicsCost: {type(env).__name__} has neither batched dynamics nor a simulator")
         self.env, self.goal, self.frameskip, self.reduce = env, np.asarray(goal_state, np.float64), frameskip, reduce
         self.state: np.ndarray | None = None
 
@@ -83,12 +85,8 @@ class TrueDynamicsCost:
         assert self.state is not None
         a = actions.detach().cpu().double().numpy()
         n, h, _ = a.shape
-        s = np.broadcast_to(self.state, (n, self.state.shape[-1])).copy()
-        dist = np.zeros((n, h))
-        for t in range(h):
-            for _ in range(self.frameskip):
-                s = self.env.dynamics(s, a[:, t])
-            dist[:, t] = np.linalg.norm(s - self.goal, axis=-1)
+        states = self.env.simulate(np.repeat(a, self.frameskip, axis=1))  # [N, H * k, S], from the current state
+        dist = self.env.goal_distance(states[:, self.frameskip - 1 :: self.frameskip], self.goal)  # [N, H]
         e = dist[:, -1] if self.reduce == "final" else dist.sum(1)
         return torch.as_tensor(e, dtype=torch.float32, device=actions.device)
 

@@ -144,6 +144,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     cfg = PlanConfig(
         planner=args.planner, horizon=args.horizon, samples=args.samples, iterations=args.iterations,
+        oracle_samples=args.oracle_samples, oracle_iterations=args.oracle_iterations,
         execute=args.execute, frameskip=args.frameskip or 1, max_steps=args.max_steps, distance=args.distance,
         reduce=args.reduce, replan_every=args.replan_every,
     )
@@ -413,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--horizon", type=positive, default=12, help="planner steps (each held --frameskip env steps)")
     pl.add_argument("--samples", type=positive, default=256)
     pl.add_argument("--iterations", type=positive, default=6)
+    pl.add_argument("--oracle-samples", type=positive, default=None,
+                    help="perfect-model planner samples (default: --samples); each is a real simulation in Push-T")
+    pl.add_argument("--oracle-iterations", type=positive, default=None, help="perfect-model planner iterations (default: --iterations)")
     pl.add_argument("--execute", type=positive, default=1, help="planner steps executed per replan")
     pl.add_argument("--replan-every", type=positive, default=None,
                     help="environment steps executed per replan (default: execute x frameskip)")
