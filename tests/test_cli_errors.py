@@ -57,6 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
 CASES: list[tuple[str, list[str], str]] = [
     ("synth into an existing dataset", ["data", "synth", "moving-shapes", "--out", "data", "--videos", "2"],
      "jepa data synth: error: data already holds a dataset"),
+    ("push policy without an object", ["data", "collect", "two-rooms", "--policy", "push", "--out", "p"],
+     "needs an environment with an object to push"),
     ("collect protocol for another env", ["data", "collect", "pusht", "--protocol", "eb-jepa", "--out", "p"],
      "--protocol eb-jepa is for the 'two-rooms' environment, not 'pusht'"),
     ("export over an existing file", ["export", "run", "--out", "run/checkpoints/last.ckpt"],

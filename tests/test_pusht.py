@@ -202,3 +202,31 @@ def test_oracle_planner_solves_pusht_goals_on_the_simulator() -> None:
         walk = run_episode(env, act=RandomWalkPolicy().actor(env, np.random.default_rng(i)), max_steps=50)
         random += walk.success
     assert oracle >= 2 and oracle > random, (oracle, random)
+
+
+def test_push_policy_moves_the_block_in_most_episodes(tmp_path: Path) -> None:
+    """The contact-rich collector: the block moves in most episodes, far more than under the random walk."""
+    from jepa.envs.policies import PushPolicy
+    from jepa.training.cli import main
+
+    assert main(["data", "collect", "pusht", "--policy", "push", "--episodes", "8", "--steps", "60",
+                 "--out", str(tmp_path / "push"), "--workers", "1"]) == 0
+    assert main(["data", "collect", "pusht", "--episodes", "8", "--steps", "60",
+                 "--out", str(tmp_path / "walk"), "--workers", "1"]) == 0
+
+    def block_paths(folder: Path) -> np.ndarray:
+        paths = []
+        for f in sorted((folder / "episodes").glob("*.npz")):
+            s = np.load(f)["states"]
+            paths.append(np.linalg.norm(np.diff(s[:, 2:4], axis=0), axis=1).sum())
+        return np.array(paths)
+
+    push, walk = block_paths(tmp_path / "push"), block_paths(tmp_path / "walk")
+    assert len(push) == 8 and (push > 10).mean() >= 0.75
+    assert np.median(push) > 5 * max(np.median(walk), 1.0)
+    with pytest.raises(ValueError, match="object to push"):
+        from jepa.envs.two_rooms import TwoRooms
+
+        PushPolicy().actor(TwoRooms(), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="random_fraction"):
+        PushPolicy(random_fraction=1.5)

@@ -107,6 +107,11 @@ class Env(ABC):
         (the inverse of ``episode_arrays``; Two Rooms: the layout)."""
         return {}
 
+    def object_position(self, state: np.ndarray) -> np.ndarray | None:
+        """Where the object the agent can push is in ``state`` (for the push collection policy);
+        ``None`` where there is none."""
+        return None
+
     def room(self, state: np.ndarray) -> int:
         """Which room ``state`` is in (evaluation counts episodes whose goal is in another room)."""
         return 0

@@ -10,8 +10,9 @@
     DIR/manifest.csv           path, trajectory, frames, seed (one row per episode)
     DIR/train.csv, val.csv     a seeded split of the manifest
 
-The policy is :class:`jepa.envs.policies.RandomWalkPolicy` (a random walk with momentum, capped
-to the environment's action bounds, bouncing off walls); environments come from
+The policy is :class:`jepa.envs.policies.RandomWalkPolicy` by default (a random walk with
+momentum, capped to the environment's action bounds, bouncing off walls), or any
+:class:`jepa.envs.policies.Policy` (``PushPolicy``: approach-and-push for Push-T); environments come from
 :func:`jepa.envs.registry.make_env`. ``RandomWalkPolicy`` and ``make_env`` are re-exported here.
 Deterministic for a seed: episode i depends only on (seed, i), whatever the worker count.
 """
@@ -26,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
-from jepa.envs.policies import RandomWalkPolicy
+from jepa.envs.policies import Policy, RandomWalkPolicy
 from jepa.envs.registry import make_env
 
 __all__ = ["RandomWalkPolicy", "collect", "make_env"]
 
 
-def _collect_one(args: tuple[str, int, int, int, str, RandomWalkPolicy, dict[str, Any], int]) -> dict[str, Any]:
+def _collect_one(args: tuple[str, int, int, int, str, Policy, dict[str, Any], int]) -> dict[str, Any]:
     env_name, index, seed, steps, out, policy, env_kwargs, fps = args
     rng = np.random.default_rng([seed, index])
     env = make_env(env_name, **env_kwargs)
@@ -51,7 +52,7 @@ def collect(
     episodes: int,
     steps: int,
     seed: int = 0,
-    policy: RandomWalkPolicy | None = None,
+    policy: Policy | None = None,
     env_kwargs: dict[str, Any] | None = None,
     val_fraction: float = 0.1,
     workers: int | None = None,

@@ -194,6 +194,10 @@ class PushT(Env):
         self.env.step(clamped)
         return np.abs(clamped - target) > 1e-9
 
+    def object_position(self, state: np.ndarray) -> np.ndarray:
+        """The block's position."""
+        return np.asarray(state, np.float64)[..., 2:4]
+
     def goal_distance(self, states: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Distance in the units of the success test: the (agent, block) position distance plus the
         block's angle error scaled so that both tolerances weigh the same."""

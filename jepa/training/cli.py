@@ -105,7 +105,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     import time
 
     from jepa.envs.collect import collect
-    from jepa.envs.policies import RandomWalkPolicy
+    from jepa.envs.policies import Policy, PushPolicy, RandomWalkPolicy
 
     env_kwargs: dict = {}
     if args.protocol:
@@ -119,9 +119,16 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         env_kwargs["random_wall"] = True
     if args.random_door:
         env_kwargs["random_door"] = True
+    policy: Policy
+    if args.policy == "push":
+        if args.env != "pusht":
+            raise ValueError(f"--policy push needs an environment with an object to push (pusht), not {args.env!r}")
+        policy = PushPolicy(random_fraction=args.random_fraction, noise=0.2 if args.noise is None else args.noise)
+    else:
+        policy = RandomWalkPolicy(args.momentum, 0.4 if args.noise is None else args.noise)
     start = time.perf_counter()
     manifest = collect(
-        args.env, args.out, args.episodes, args.steps, args.seed, RandomWalkPolicy(args.momentum, args.noise),
+        args.env, args.out, args.episodes, args.steps, args.seed, policy,
         env_kwargs, args.val_fraction, args.workers, overwrite=args.overwrite,
     )
     print(f"wrote {args.episodes} episodes of {args.steps} steps and {manifest} in {time.perf_counter() - start:.1f} s")
@@ -323,15 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jepa.envs.registry import env_names  # the registered environments (imports none of them)
 
-    col = data.add_parser("collect", help="roll out a random-walk policy in an environment and write trajectories")
+    col = data.add_parser("collect", help="roll out a collection policy in an environment and write trajectories")
     col.add_argument("env", choices=env_names())
     col.add_argument("--out", required=True, help="output folder")
     col.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
     col.add_argument("--episodes", type=positive, default=1000)
     col.add_argument("--steps", type=positive, default=100, help="actions per episode (frames: steps + 1)")
     col.add_argument("--seed", type=nonnegative, default=0)
+    col.add_argument("--policy", default="random-walk", choices=["random-walk", "push"],
+                     help="random-walk (momentum, bouncing off walls) or push (Push-T: approach the block and push "
+                          "it, mixed with random-walk stretches; the block moves in most episodes)")
+    col.add_argument("--random-fraction", type=float, default=0.3, help="push policy: share of random-walk segments")
     col.add_argument("--momentum", type=float, default=0.9, help="random-walk momentum of the actions")
-    col.add_argument("--noise", type=float, default=0.4, help="per-step action noise, as a fraction of the largest action")
+    col.add_argument("--noise", type=float, default=None,
+                     help="action noise as a fraction of the largest action (default: 0.4 random walk, 0.2 push)")
     from jepa.planning.protocols import PROTOCOLS
 
     col.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
