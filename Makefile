@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/moving_shapes
 PYTEST_ARGS ?=
 
-.PHONY: demo plan-demo test test-fast bench lint clean
+.PHONY: demo plan-demo plan-demo-pusht test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ plan-demo: $(STAMP)
 	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --protocol eb-jepa-fixed --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
 	$(BIN)/jepa fit --config configs/world_model/two_rooms.yaml
 	$(BIN)/jepa plan --world-model $(TR_OUT) --protocol eb-jepa-fixed --seed 3 --replan-every 1 --out $(TR_OUT)/plan
+
+PT_DATA ?= data/pusht
+PT_OUT ?= outputs/pusht
+
+plan-demo-pusht: $(STAMP)
+	test -f $(PT_DATA)/manifest.csv || $(BIN)/jepa data collect pusht --policy push --episodes 1000 --steps 100 --out $(PT_DATA) --seed 0
+	$(BIN)/jepa fit --config configs/world_model/pusht.yaml
+	$(BIN)/jepa plan --world-model $(PT_OUT) --protocol swm --trajectories $(PT_DATA)/val.csv --seed 3 --horizon 5 --oracle-samples 32 --oracle-iterations 3 --out $(PT_OUT)/plan
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

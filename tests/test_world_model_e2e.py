@@ -19,7 +19,7 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         pytest.importorskip("gym_pusht", reason="the [envs] extra (gym-pusht) is not installed")
     config = {"two-rooms": "two_rooms.yaml", "pusht": "pusht.yaml"}[env]
     data, run, out = tmp_path / "tr", tmp_path / "run", tmp_path / "plan"
-    protocol = {"two-rooms": "eb-jepa", "pusht": "pusht-first-contact"}[env]
+    protocol = {"two-rooms": "eb-jepa", "pusht": "swm"}[env]  # the headline protocols
     assert main(["data", "collect", env, "--episodes", "12", "--steps", "40", "--out", str(data),
                  "--workers", "1", "--protocol", protocol]) == 0
     assert (data / "train.csv").is_file() and (data / "val.csv").is_file()
@@ -35,7 +35,8 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert main(["plan", "--world-model", str(run), "--env", env, "--episodes", "2", "--seed", "5",
                  "--horizon", "4", "--samples", "32", "--iterations", "2", "--max-steps", "20",
-                 "--gif-episodes", "1", "--out", str(out), "--quiet"]) == 0
+                 "--gif-episodes", "1", "--out", str(out), "--quiet",
+                 *(["--trajectories", str(data / "val.csv")] if env == "pusht" else [])]) == 0
     table = capsys.readouterr().out
     # Both have the perfect-model ceiling: Two Rooms through batched dynamics, Push-T through its simulator.
     agents = ("world_model", "perfect_model", "random")

@@ -22,9 +22,12 @@ training data from the same layout distribution.
   goal the recorded state 25 environment steps later; 50-step budget; DINO-WM's success test at
   any step (stable-worldmodel marks an episode solved the first time the env terminates); 50
   episodes. (stable-worldmodel itself samples the rows from its training dataset.)
-* ``pusht-first-contact`` (Push-T; this project's rule so far): goals are the end of a random walk
-  that moves the block, DINO-WM's success test, the episode stops at the first success within 200
-  steps.
+* ``pusht-first-contact`` (Push-T; this project's earlier rule, never a headline): goals are the end
+  of a random walk that moves the block, DINO-WM's success test, the episode stops at the first
+  success within 200 steps.
+
+The headline protocols (``DEFAULTS``, used when ``--protocol`` is not given): ``eb-jepa`` for Two
+Rooms, ``swm`` for Push-T.
 
 Every protocol redraws a start that already passes the success test (no episode is won at step 0).
 """
@@ -141,12 +144,13 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol(
             name="pusht-first-contact", env="pusht", goals="env", max_steps=200, until="success", episodes=50,
             description="goal = end of a random walk that moves the block; DINO-WM's success test; stops at the first "
-                        "success within 200 steps (this project's rule; not the DINO-WM or stable-worldmodel protocol)",
+                        "success within 200 steps (this project's earlier rule; not the DINO-WM or stable-worldmodel "
+                        "protocol)",
         ),
     )
 }
 
-DEFAULTS = {"two-rooms": "eb-jepa", "pusht": "pusht-first-contact"}
+DEFAULTS = {"two-rooms": "eb-jepa", "pusht": "swm"}
 
 
 def get_protocol(name: str) -> Protocol:
