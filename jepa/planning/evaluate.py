@@ -238,6 +238,11 @@ def evaluate(
         iterations = (cfg.oracle_iterations or cfg.iterations) if oracle else cfg.iterations
         t0 = time.perf_counter()
         results = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(starts), desc=f"{agent:13s}", unit="episode", dynamic_ncols=True)
         for i, st in enumerate(starts):
             env.reset(options=st)
             keep = agent == "world_model" and i < gif_episodes
@@ -260,9 +265,11 @@ def evaluate(
                                   replan_every=cfg.replan_every)
             res.setting = st
             results.append(res)
-            if progress:
-                print(f"  {agent:13s} episode {i + 1:3d}/{episodes}: {'success' if res.success else 'fail   '} "
-                      f"in {res.steps:3d} steps", flush=True)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+        if bar is not None:
+            bar.close()
         all_results[agent] = results
         timings[agent] = time.perf_counter() - t0
     described = proto.describe() | {"episodes": episodes, "max_steps": max_steps, "evaluation_seed": seed}
