@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/jepa bench data
 	$(BIN)/jepa bench train
 	$(BIN)/jepa bench plan
+	$(BIN)/jepa bench probe
 	$(BIN)/jepa bench soak
 
 lint: $(STAMP)

@@ -23,7 +23,8 @@ from jepa.probe.features import (
 )
 from jepa.probe.heads import AttentiveHead, LinearHead
 from jepa.probe.run import random_twin, run_probe
-from jepa.probe.train import HeadConfig, Standardizer, run_head, score, split_holdout
+from jepa.probe.select import run_head
+from jepa.probe.train import HeadConfig, Standardizer, score, split_holdout
 from jepa.training.cli import main
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, patch_size=8, tubelet_size=2, input_size=(4, 32, 32))
@@ -270,3 +271,51 @@ def test_read_clips_is_the_probe_transform(synth_dir: Path, tiny_encoder_file: P
     with torch.no_grad():
         pooled = enc.forward_features(clips).mean(1)
     torch.testing.assert_close(pooled, fs.pooled[2], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["linear", "attentive"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_batched_heads_equal_heads_trained_alone(kind: str, task: str, optimizer: str) -> None:
+    """Every member of one batched run (its own lr, weight decay, seed, init, batch order and
+    normalisation statistics) ends where training it alone ends."""
+    from jepa.probe.batched import Member, train_heads
+    from jepa.probe.train import predict, train_head
+
+    torch.manual_seed(0)
+    x = torch.randn(96, 2, 32) if kind == "linear" else torch.randn(96, 2, 6, 32)
+    y = torch.randint(0, 4, (96,)) if task == "classification" else torch.randn(96)
+    out = 4 if task == "classification" else 1
+    cfg = HeadConfig(kind=kind, optimizer=optimizer, epochs=4, batch_size=32, warmup_epochs=1)  # type: ignore[arg-type]
+    for members in ([Member(1e-3, 1e-4, 0), Member(1e-2, 1e-1, 0)],  # a grid: one batch order for all
+                    [Member(1e-2, 1e-2, 1), Member(3e-3, 0.0, 2), Member(3e-3, 0.0, 0)]):  # seeds: one order each
+        for (head, _), m in zip(train_heads(cfg, x, y, task, out, members), members, strict=True):  # type: ignore[arg-type]
+            alone, _ = train_head(cfg, x, y, task, out, m.lr, m.weight_decay, m.seed)  # type: ignore[arg-type]
+            torch.testing.assert_close(predict(head, x), predict(alone, x), atol=1e-4, rtol=1e-4)
+            if kind == "linear":
+                torch.testing.assert_close(head.norm.running_var, alone.norm.running_var)
+
+
+def test_batched_probe_protocol_matches_the_sequential_one() -> None:
+    torch.manual_seed(0)
+    x, xv = torch.randn(80, 2, 4, 16), torch.randn(40, 2, 4, 16)
+    w = torch.randn(16)
+    y, yv = (x.mean((1, 2)) @ w > 0).long(), (xv.mean((1, 2)) @ w > 0).long()
+    cfg = HeadConfig(kind="attentive", epochs=3, batch_size=32)
+    a = run_head(cfg, x, y, xv, yv, "classification", 2, seeds=[0, 1, 2], batched=True)
+    b = run_head(cfg, x, y, xv, yv, "classification", 2, seeds=[0, 1, 2], batched=False)
+    assert a["hparams"] == b["hparams"]
+    assert [t["top1"] for t in a["trials"]] == pytest.approx([t["top1"] for t in b["trials"]], abs=1e-6)
+    assert a["metrics"]["top1"]["values"] == pytest.approx(b["metrics"]["top1"]["values"], abs=1e-6)
+
+
+def test_bench_probe_runs_both_ways_and_agrees() -> None:
+    from jepa.benchmarks.probe import run_probe_benchmark
+
+    lines: list[str] = []
+    res = run_probe_benchmark(heads=["linear"], seeds=2, videos=64, val_videos=32, tokens=8, dim=16,
+                              print_fn=lines.append)
+    r = res["linear"]
+    assert r["sequential_s"] > 0 and r["batched_s"] > 0
+    assert r["batched_top1"] == pytest.approx(r["sequential_top1"], abs=1e-6)
+    assert any("| linear | 6 grid + 2 seeds |" in line for line in lines)

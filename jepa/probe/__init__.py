@@ -14,7 +14,8 @@ from jepa.probe.features import (
 )
 from jepa.probe.heads import AttentiveHead, LinearHead
 from jepa.probe.run import run_probe
-from jepa.probe.train import HeadConfig, run_head
+from jepa.probe.select import run_head
+from jepa.probe.train import HeadConfig
 
 __all__ = [
     "AttentiveHead", "ClipSpec", "FeatureCache", "FeatureSet", "HeadConfig", "LinearHead", "PixelFeatures",

@@ -31,7 +31,8 @@ from jepa.probe.features import (
     probe_dataset,
 )
 from jepa.probe.report import bar_chart, margins, markdown_table, write_json
-from jepa.probe.train import HeadConfig, Task, primary_metric, run_head
+from jepa.probe.select import run_head
+from jepa.probe.train import HeadConfig, Task, primary_metric
 
 log = logging.getLogger(__name__)
 

@@ -2,16 +2,14 @@
 
 Every (video, view) pair is a training sample. At evaluation the views of a video are combined
 (softmax probabilities averaged for classification, predictions averaged for regression), as in
-V-JEPA's multi-view protocol. Hyper-parameters (learning rate x weight decay) are chosen on a
-held-out part of the *training* videos; the chosen setting is then trained on all training
-videos once per seed and scored on the validation set, which is never used for any choice.
+V-JEPA's multi-view protocol. ``train_head`` trains one head alone (the reference that the
+batched trainer, ``jepa.probe.batched``, is tested against); the selection protocol is in
+``jepa.probe.select``.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -152,44 +150,6 @@ def split_holdout(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor,
     if k >= n:
         raise ValueError(f"cannot hold out {fraction:.0%} of {n} training videos")
     return order[k:], order[:k]
-
-
-def select_hparams(
-    cfg: HeadConfig, x: torch.Tensor, y: torch.Tensor, task: Task, num_out: int, device: str | torch.device = "cpu"
-) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Best (lr, weight_decay) on a held-out part of the training set, and every trial's score."""
-    fit, hold = split_holdout(len(x), cfg.holdout)
-    metric = primary_metric(task)
-    trials = []
-    for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays):
-        head, scaler = train_head(cfg, x[fit], y[fit], task, num_out, lr, wd, seed=0, device=device)
-        s = score(predict(head, x[hold], device=device), y[hold], task, scaler)[metric]
-        trials.append({"lr": lr, "weight_decay": wd, metric: s})
-    best = max(trials, key=lambda t: -math.inf if math.isnan(t[metric]) else t[metric])
-    return {"lr": best["lr"], "weight_decay": best["weight_decay"]}, trials
-
-
-def run_head(
-    cfg: HeadConfig,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
-    task: Task,
-    num_out: int,
-    seeds: Sequence[int],
-    device: str | torch.device = "cpu",
-) -> dict[str, object]:
-    """Choose hyper-parameters on the training set, then train once per seed and score on val."""
-    hp, trials = select_hparams(cfg, train_x, train_y, task, num_out, device)
-    runs = []
-    for seed in seeds:
-        head, scaler = train_head(cfg, train_x, train_y, task, num_out, hp["lr"], hp["weight_decay"], seed, device)
-        runs.append(score(predict(head, val_x, device=device), val_y, task, scaler))
-    metrics = {k: [r[k] for r in runs] for k in runs[0]}
-    summary = {k: {"mean": _mean(v), "std": _std(v), "values": v} for k, v in metrics.items()}
-    metric = primary_metric(task)
-    return {"mean": summary[metric]["mean"], "std": summary[metric]["std"], "metrics": summary, "hparams": hp, "trials": trials}
 
 
 def _mean(v: list[float]) -> float:

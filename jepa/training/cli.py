@@ -12,6 +12,7 @@
   jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
   jepa bench soak                                                thousands of files, 5% broken, epochs with workers
+  jepa bench probe                                               probe heads one by one vs batched, same features
 """
 
 from __future__ import annotations
@@ -234,6 +235,14 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_probe(args: argparse.Namespace) -> int:
+    from jepa.benchmarks.probe import run_probe_benchmark
+
+    run_probe_benchmark(heads=args.head, seeds=args.seeds, videos=args.videos, val_videos=max(1, args.videos // 4),
+                        views=args.views)
+    return 0
+
+
 def _cmd_bench_soak(args: argparse.Namespace) -> int:
     from jepa.benchmarks.soak import run_soak
 
@@ -401,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--device", default="cpu")
     bp.set_defaults(func=_cmd_bench_plan)
 
+    bpr = bench.add_parser("probe", help="probe heads trained one after another vs as one batched run")
+    bpr.add_argument("--head", nargs="+", default=["linear", "attentive"], choices=["linear", "attentive"])
+    bpr.add_argument("--seeds", type=positive, default=3)
+    bpr.add_argument("--videos", type=positive, default=1600, help="training videos (validation: a quarter as many)")
+    bpr.add_argument("--views", type=positive, default=2)
+    bpr.set_defaults(func=_cmd_bench_probe)
     bs = bench.add_parser("soak", help="thousands of files, some broken, through training epochs with workers")
     bs.add_argument("--data", default=None, help="empty folder for the soak data (default: a temporary folder, removed after)")
     bs.add_argument("--files", type=positive, default=3000)

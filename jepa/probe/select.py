@@ -1,0 +1,81 @@
+"""The probe protocol: choose hyper-parameters on held-out *training* videos, then train once per seed.
+
+Every point of the learning-rate x weight-decay grid is trained on part of the training videos
+and scored on the rest (``holdout``); the best point is then trained on all training videos once
+per seed and scored on the evaluation split, which is never used for any choice. All grid points
+are one batched run, and so are all seeds (``jepa.probe.batched``); ``batched=False`` trains them
+one after another (same results within float tolerance).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from jepa.probe.batched import Member, train_heads
+from jepa.probe.train import (
+    HeadConfig,
+    Standardizer,
+    Task,
+    _mean,
+    _std,
+    predict,
+    primary_metric,
+    score,
+    split_holdout,
+    train_head,
+)
+
+
+def _train(
+    cfg: HeadConfig, x: torch.Tensor, y: torch.Tensor, task: Task, num_out: int, members: list[Member],
+    device: str | torch.device, batched: bool,
+) -> list[tuple[nn.Module, Standardizer]]:
+    if batched:
+        return train_heads(cfg, x, y, task, num_out, members, device)
+    return [train_head(cfg, x, y, task, num_out, m.lr, m.weight_decay, m.seed, device) for m in members]
+
+
+def select_hparams(
+    cfg: HeadConfig, x: torch.Tensor, y: torch.Tensor, task: Task, num_out: int, device: str | torch.device = "cpu",
+    batched: bool = True,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Best (lr, weight_decay) on a held-out part of the training set, and every trial's score."""
+    fit, hold = split_holdout(len(x), cfg.holdout)
+    metric = primary_metric(task)
+    grid = [Member(lr, wd, 0) for lr, wd in itertools.product(cfg.lrs, cfg.weight_decays)]
+    trials = []
+    for m, (head, scaler) in zip(grid, _train(cfg, x[fit], y[fit], task, num_out, grid, device, batched), strict=True):
+        s = score(predict(head, x[hold], device=device), y[hold], task, scaler)[metric]
+        trials.append({"lr": m.lr, "weight_decay": m.weight_decay, metric: s})
+    best = max(trials, key=lambda t: -math.inf if math.isnan(t[metric]) else t[metric])
+    return {"lr": best["lr"], "weight_decay": best["weight_decay"]}, trials
+
+
+def run_head(
+    cfg: HeadConfig,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    task: Task,
+    num_out: int,
+    seeds: Sequence[int],
+    device: str | torch.device = "cpu",
+    batched: bool = True,
+) -> dict[str, object]:
+    """Choose hyper-parameters on the training set, then train once per seed and score on val."""
+    hp, trials = select_hparams(cfg, train_x, train_y, task, num_out, device, batched)
+    members = [Member(hp["lr"], hp["weight_decay"], seed) for seed in seeds]
+    runs = [score(predict(head, val_x, device=device), val_y, task, scaler)
+            for head, scaler in _train(cfg, train_x, train_y, task, num_out, members, device, batched)]
+    metrics = {k: [r[k] for r in runs] for k in runs[0]}
+    summary = {k: {"mean": _mean(v), "std": _std(v), "values": v} for k, v in metrics.items()}
+    metric = primary_metric(task)
+    return {"mean": summary[metric]["mean"], "std": summary[metric]["std"], "metrics": summary, "hparams": hp, "trials": trials}
+
+
