@@ -199,10 +199,13 @@ def create_encoder(name: str, pretrained: str | os.PathLike[str] | None = None, 
             f"{arch[2]} heads), not {name!r}; pass create_encoder({held[0] if held else 'NAME'!r}, pretrained=...) "
             "or jepa.load_encoder(path)"
         )
+    head = {k: overrides.pop(k) for k in ("num_classes", "global_pool") if k in overrides}
     if overrides:
         config = {**enc.config, **overrides}
         new = VideoViT(**config)
         new.load_state_dict(enc.state_dict())
         new.meta = enc.meta
         enc = new.eval()
+    if head:  # a new classifier on the loaded encoder (timm's create_model(..., num_classes=N))
+        enc.reset_classifier(int(head.get("num_classes", enc.num_classes)), head.get("global_pool"))
     return enc

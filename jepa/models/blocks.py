@@ -94,8 +94,10 @@ class BlockStack(nn.Module):
         attn_mask: torch.Tensor | None = None,
         collect: set[int] | None = None,
         rope: Rope | None = None,
+        stop_after: int | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run all blocks; also return the outputs of the block indices in ``collect``."""
+        """Run the blocks (all, or up to block ``stop_after``); also return the outputs of the
+        block indices in ``collect``."""
         outs: list[torch.Tensor] = []
         for i, blk in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -104,6 +106,8 @@ class BlockStack(nn.Module):
                 x = blk(x, attn_mask, rope)
             if collect is not None and i in collect:
                 outs.append(x)
+            if stop_after is not None and i >= stop_after:
+                break
         return x, outs
 
 

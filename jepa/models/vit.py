@@ -120,6 +120,8 @@ class VideoViT(nn.Module):
         drop_path_rate: float = 0.0,
         qkv_bias: bool = True,
         pos_encoding: str = "sincos",
+        num_classes: int = 0,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         if pos_encoding not in POS_ENCODINGS:
@@ -142,6 +144,9 @@ class VideoViT(nn.Module):
         self._pos_cache: dict[tuple[Any, ...], Any] = {}
         self.apply(init_weights)
         rescale_residual_projections(self.blocks)  # depth-scaled residual projections (I-JEPA)
+        self.num_classes, self.global_pool = 0, "avg"
+        self.head: nn.Module = nn.Identity()
+        self.reset_classifier(num_classes, global_pool)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> VideoViT:
@@ -232,24 +237,117 @@ class VideoViT(nn.Module):
         return self.norm(x)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(video)
+        """Tokens ``[B, N, D]`` (an encoder, no classifier), or the classifier's logits ``[B, num_classes]``
+        once ``reset_classifier(n)`` has added one (timm's ``forward_head(forward_features(x))``)."""
+        x = self.forward_features(video)
+        return self.forward_head(x) if self.num_classes > 0 else x
+
+    # -- timm-shaped surface ----------------------------------------------------------------
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new linear classifier on the pooled tokens (``num_classes`` 0: none), timm style."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' (mean over tokens) or '' (none), got {global_pool!r}")
+            self.global_pool = global_pool
+        self.num_classes = int(num_classes)
+        if self.num_classes:
+            head = nn.Linear(self.embed_dim, self.num_classes)
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+            self.head = head.to(self.norm.weight.device)
+        else:
+            self.head = nn.Identity()
+        for key, value, default in (("num_classes", self.num_classes, 0), ("global_pool", self.global_pool, "avg")):
+            if value != default:  # plain encoders keep the config (and file format) they always had
+                self.config[key] = value
+            else:
+                self.config.pop(key, None)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``[B, N, D]`` -> the pooled vector ``[B, D]`` (``pre_logits``) or the logits."""
+        pooled = x.mean(1) if self.global_pool == "avg" else x
+        return pooled if pre_logits else self.head(pooled)
+
+    def forward_intermediates(
+        self,
+        video: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCTHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates`` for video: the outputs of the blocks in ``indices`` (an
+        int: the last n; a list: block indices, negative from the end; None: all), each
+        ``[B, D, t, h, w]`` (``output_fmt="NCTHW"``) or ``[B, N, D]`` (``"NLC"``), with the final
+        norm if ``norm``. Returns ``(final tokens, intermediates)``, or the intermediates only;
+        ``stop_early`` (with ``intermediates_only``) skips the blocks after the last one asked."""
+        if output_fmt not in ("NCTHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCTHW' or 'NLC', got {output_fmt!r}")
+        wanted = self._block_indices(indices, "forward_intermediates")
+        x, grid = self.embed(video)
+        stop = max(wanted) if (stop_early and intermediates_only) else None
+        final, outs = self.blocks(x, None, collect=wanted, rope=self.rope(grid, None, x.device), stop_after=stop)
+        inter = [self.norm(o) if norm else o for o in outs]
+        if output_fmt == "NCTHW":
+            b, _, d = x.shape
+            inter = [o.transpose(1, 2).reshape(b, d, *grid) for o in inter]
+        return inter if intermediates_only else (self.norm(final), inter)
+
+    def _block_indices(self, n: int | list[int] | tuple[int, ...] | None, caller: str) -> set[int]:
+        """Block indices from a count (the last n) or a list (negative from the end); raises out of range."""
+        depth = len(self.blocks.blocks)
+        if n is None:
+            return set(range(depth))
+        if isinstance(n, int):
+            if not 1 <= n <= depth:
+                raise ValueError(f"{caller}: n={n} blocks asked of a {depth}-block encoder; use 1..{depth}")
+            return set(range(depth - n, depth))
+        bad = [i for i in n if not -depth <= int(i) < depth]
+        if bad or not n:
+            raise ValueError(f"{caller}: block indices {bad or list(n)} are out of range for a "
+                             f"{depth}-block encoder; use 0..{depth - 1} or -{depth}..-1")
+        return {int(i) % depth for i in n}
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """What a user needs to feed the encoder, timm style: input size ``(C, T, H, W)``, mean/std
+        (0-1 scale), frames and frame step of its clips (from the training data, when known)."""
+        from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+        data = dict((self.meta or {}).get("data") or {})
+        t, h, w = self.input_size
+        frames, crop = int(data.get("num_frames", t)), int(data.get("crop_size", h))
+        return {
+            "input_size": (self.config["in_chans"], frames, crop, crop if "crop_size" in data else w),
+            "num_frames": frames,
+            "frame_step": data.get("frame_step"),
+            "fps": data.get("fps"),
+            "mean": tuple(data.get("mean", IMAGENET_MEAN)),
+            "std": tuple(data.get("std", IMAGENET_STD)),
+            "crop_pct": data.get("eval_crop_fraction", 0.875),
+            "interpolation": "bilinear",
+            "patch_size": self.patch_size,
+            "tubelet_size": self.tubelet_size,
+            "num_classes": self.num_classes,
+            "source": (self.meta or {}).get("source"),
+        }
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:  # timm's older name
+        return self.pretrained_cfg
 
     def get_intermediate_layers(
         self, video: torch.Tensor, n: int | list[int] = 1, norm: bool = True
     ) -> list[torch.Tensor]:
         """Token outputs of the last ``n`` blocks (or of the block indices in ``n``, negative from the
         end), timm style, in block order. Out-of-range counts or indices raise ``ValueError``."""
-        depth = len(self.blocks.blocks)
-        if isinstance(n, int):
-            if not 1 <= n <= depth:
-                raise ValueError(f"get_intermediate_layers: n={n} blocks asked of a {depth}-block encoder; use 1..{depth}")
-            wanted = set(range(depth - n, depth))
-        else:
-            bad = [i for i in n if not -depth <= int(i) < depth]
-            if bad or not n:
-                raise ValueError(f"get_intermediate_layers: block indices {bad or list(n)} are out of range for a "
-                                 f"{depth}-block encoder; use 0..{depth - 1} or -{depth}..-1")
-            wanted = {int(i) % depth for i in n}
+        wanted = self._block_indices(n, "get_intermediate_layers")
         x, grid = self.embed(video)
         _, outs = self.blocks(x, None, collect=wanted, rope=self.rope(grid, None, x.device))
         return [self.norm(o) if norm else o for o in outs]
