@@ -8,6 +8,7 @@
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
+  jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
   jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
@@ -268,6 +269,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from jepa.probe.embed import embed
+
+    res = embed(args.encoder, args.data, args.out, tokens=args.tokens, views=args.views, crops=args.crops,
+                layer=args.layer, cache_dir=args.cache_dir, batch_size=args.batch_size, num_workers=args.num_workers,
+                device=args.device, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {res['array']} {list(res['shape'])} and {res['index']}"
+          + (f" ({res['skipped']} undecodable videos left out)" if res["skipped"] else ""))
+    return 0
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -471,6 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--which", default="target", choices=["target", "context"],
                     help="EMA target encoder (default) or the online context encoder")
     ex.set_defaults(func=_cmd_export)
+
+    em = sub.add_parser("embed", help="write a frozen encoder's features of every video (a .npy array + an index CSV)")
+    em.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint or run folder")
+    em.add_argument("--data", required=True, help="manifest CSV or folder of videos")
+    em.add_argument("--out", required=True, help="FILE.npy; the index goes to FILE.csv")
+    em.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    em.add_argument("--tokens", action="store_true", help="per-token features [videos, views, N, D] (float16) instead of one vector per video")
+    em.add_argument("--views", type=positive, default=2, help="evenly spaced clips per video")
+    em.add_argument("--crops", type=positive, default=1, help="spatial crops per clip (3: start, centre, end)")
+    em.add_argument("--layer", type=int, default=-1, help="block whose tokens to write (-1: the final normalised output)")
+    em.add_argument("--cache-dir", default=None, help="reuse / fill the probe feature cache here (default: no cache)")
+    em.add_argument("--batch-size", type=positive, default=16)
+    em.add_argument("--num-workers", type=nonnegative, default=2)
+    em.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    em.add_argument("--no-progress", action="store_true")
+    em.set_defaults(func=_cmd_embed)
 
     pr = sub.add_parser("probe", help="frozen-encoder linear / attentive probes with random-init and pixel baselines")
     pr.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
