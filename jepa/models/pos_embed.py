@@ -77,32 +77,54 @@ def grid_coords(
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
+ROPE_LAYOUTS: tuple[str, ...] = ("half", "vjepa2")
+
+
 def rope_3d(
-    coords: torch.Tensor, head_dim: int, base: float = 10000.0
+    coords: torch.Tensor, head_dim: int, base: float = 10000.0, layout: str = "half"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary position tables for 3D token coordinates (RoFormer, per axis as in V-JEPA 2).
 
     The head width is split in three equal even parts, one per axis (time, row, column); any
     remainder is left unrotated. Within an axis part of width ``2m``, channel pair
-    ``(i, i + m)`` rotates by ``coord * base ** (-i / m)``.
+    ``(i, i + m)`` rotates together (``apply_rope``).
+
+    ``layout="half"``: pair ``i`` rotates by ``coord * base ** (-i / m)``.
+    ``layout="vjepa2"``: V-JEPA 2's exact rotation, with its channels reordered. V-JEPA 2 rotates
+    interleaved pairs ``(2j, 2j + 1)`` and gives channel ``e`` the frequency ``e mod m``, so the two
+    channels of pair ``j`` turn at frequencies ``2j mod m`` and ``(2j + 1) mod m``. With its query and
+    key channels permuted to the half layout (``jepa.convert.vjepa2`` does it for the weights:
+    ``2j -> j``, ``2j + 1 -> j + m``; a dot product is unchanged when both sides are permuted alike),
+    these tables give the same attention scores.
 
     Args:
         coords: [..., N, 3] token coordinates.
         head_dim: attention head width.
         base: frequency base.
+        layout: "half" or "vjepa2".
 
     Returns:
         (cos, sin), each [..., N, head_dim], for ``apply_rope``.
     """
+    if layout not in ROPE_LAYOUTS:
+        raise ValueError(f"unknown rope layout {layout!r}; choose one of {', '.join(ROPE_LAYOUTS)}")
     part = 2 * (head_dim // 6)
     if part == 0:
         raise ValueError(f"rotary positions need a head width of at least 6, got {head_dim}")
     m = part // 2
     inv_freq = base ** (-torch.arange(m, dtype=torch.float32, device=coords.device) / m)  # [m]
-    angles = [coords[..., a, None].float() * inv_freq for a in range(3)]  # 3 x [..., N, m]
+    if layout == "half":
+        first, second = inv_freq, inv_freq
+    else:
+        j = torch.arange(m, device=coords.device)
+        first, second = inv_freq[(2 * j) % m], inv_freq[(2 * j + 1) % m]
     rest = head_dim - 3 * part
-    cos = [torch.cat([c.cos(), c.cos()], dim=-1) for c in angles]
-    sin = [torch.cat([c.sin(), c.sin()], dim=-1) for c in angles]
+    cos, sin = [], []
+    for a in range(3):
+        c = coords[..., a, None].float()
+        angle = torch.cat([c * first, c * second], dim=-1)  # [..., N, 2m]
+        cos.append(angle.cos())
+        sin.append(angle.sin())
     if rest:
         cos.append(coords.new_ones(*coords.shape[:-1], rest, dtype=torch.float32))
         sin.append(coords.new_zeros(*coords.shape[:-1], rest, dtype=torch.float32))

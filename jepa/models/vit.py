@@ -36,7 +36,7 @@ from jepa.models.blocks import (
     key_padding_to_attn_mask,
     rescale_residual_projections,
 )
-from jepa.models.pos_embed import grid_coords, rope_3d, sincos_3d
+from jepa.models.pos_embed import ROPE_LAYOUTS, grid_coords, rope_3d, sincos_3d
 
 POS_ENCODINGS: tuple[str, ...] = ("sincos", "rope")
 
@@ -51,6 +51,15 @@ PRESETS: dict[str, tuple[int, int, int, float]] = {
     "vit_large": (1024, 24, 16, 4.0),
     "vit_huge": (1280, 32, 16, 4.0),
     "vit_giant": (1408, 40, 16, 48 / 11),
+    # V-JEPA 2's encoders (jepa convert vjepa2, then create_encoder(name, pretrained=file)).
+    "vjepa2_vitl": (1024, 24, 16, 4.0),
+    "vjepa2_vith": (1280, 32, 16, 4.0),
+    "vjepa2_vitg": (1408, 40, 22, 48 / 11),
+}
+# What a preset sets besides its size: V-JEPA 2's patching, clip and exact rotary positions.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    name: dict(patch_size=16, tubelet_size=2, input_size=(64, 256, 256), pos_encoding="rope", rope_layout="vjepa2")
+    for name in ("vjepa2_vitl", "vjepa2_vith", "vjepa2_vitg")
 }
 
 
@@ -122,6 +131,7 @@ class VideoViT(nn.Module):
         pos_encoding: str = "sincos",
         num_classes: int = 0,
         global_pool: str = "avg",
+        rope_layout: str = "half",
     ) -> None:
         super().__init__()
         if pos_encoding not in POS_ENCODINGS:
@@ -135,6 +145,11 @@ class VideoViT(nn.Module):
         self.meta: dict[str, Any] = {}  # set by jepa.load_encoder: e.g. the clip settings it was trained with
         self.embed_dim = self.num_features = embed_dim
         self.num_heads, self.pos_encoding = num_heads, pos_encoding
+        if rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"unknown rope_layout {rope_layout!r}; choose one of {', '.join(ROPE_LAYOUTS)}")
+        self.rope_layout = rope_layout
+        if rope_layout != "half":  # plain encoders keep the config they always had
+            self.config["rope_layout"] = rope_layout
         self.patch_size, self.tubelet_size = patch_size, tubelet_size
         self.input_size = tuple(input_size)
         self.grid_size = self.token_grid(self.input_size)
@@ -155,6 +170,7 @@ class VideoViT(nn.Module):
             raise ValueError(f"unknown encoder preset {name!r}; choose one of {', '.join(PRESETS)}")
         d, depth, heads, mlp = PRESETS[name]
         kwargs: dict[str, Any] = dict(embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp)
+        kwargs.update(PRESET_DEFAULTS.get(name, {}))
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -182,8 +198,10 @@ class VideoViT(nn.Module):
             return None
         key = ("rope", grid, str(device))
         if key not in self._pos_cache:
-            coords = grid_coords(grid, self.grid_size, device)
-            self._pos_cache[key] = rope_3d(coords, self.embed_dim // self.num_heads)
+            # V-JEPA 2 positions are token indices of the grid itself (its models extrapolate);
+            # ours map another grid onto the training grid's range.
+            coords = grid_coords(grid, grid if self.rope_layout == "vjepa2" else self.grid_size, device)
+            self._pos_cache[key] = rope_3d(coords, self.embed_dim // self.num_heads, layout=self.rope_layout)
         cos, sin = self._pos_cache[key]  # [N, d]
         if token_ids is None:
             return cos[None], sin[None]

@@ -9,6 +9,7 @@
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
+  jepa convert vjepa2 HF_FOLDER --out enc.safetensors             V-JEPA 2 weights (transformers) in
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
   jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
@@ -269,6 +270,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from jepa.convert.vjepa2 import load_hf_folder
+    from jepa.hub import save_encoder
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
+    enc = load_hf_folder(args.source)
+    out = save_encoder(enc, args.out)
+    n = sum(p.numel() for p in enc.parameters())
+    print(f"wrote {out}: V-JEPA 2 encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, depth "
+          f"{len(enc.blocks.blocks)}, input_size {tuple(enc.input_size)}; load it with jepa.load_encoder")
+    return 0
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     from jepa.probe.embed import embed
 
@@ -483,6 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--which", default="target", choices=["target", "context"],
                     help="EMA target encoder (default) or the online context encoder")
     ex.set_defaults(func=_cmd_export)
+
+    cv = sub.add_parser("convert", help="another project's weights into an encoder file jepa reads")
+    cv.add_argument("kind", choices=["vjepa2"], help="vjepa2: a transformers VJEPA2Model folder (config.json + model.safetensors)")
+    cv.add_argument("source", help="the folder to convert")
+    cv.add_argument("--out", required=True, help="encoder file to write (.safetensors, or .pt)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    cv.set_defaults(func=_cmd_convert)
 
     em = sub.add_parser("embed", help="write a frozen encoder's features of every video (a .npy array + an index CSV)")
     em.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint or run folder")

@@ -1,0 +1,1 @@
+"""Weights from other projects' files into this project's models (``jepa convert``)."""

@@ -1,0 +1,83 @@
+"""V-JEPA 2 weights from ``transformers`` into ``VideoViT``: the same features as ``VJEPA2Model``
+on the same input (small random configs, no download), through a saved folder and ``jepa convert``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from jepa.convert.vjepa2 import load_hf_folder, rope_channel_order
+
+transformers = pytest.importorskip("transformers", reason="the [hf] extra (transformers) is not installed")
+
+
+def hf_model(hidden: int, heads: int, layers: int = 2) -> torch.nn.Module:
+    config = transformers.VJEPA2Config(
+        hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers, crop_size=32, patch_size=8,
+        frames_per_clip=4, tubelet_size=2, pred_hidden_size=32, pred_num_attention_heads=2, pred_num_hidden_layers=1,
+        num_pooler_layers=1,
+    )
+    torch.manual_seed(0)
+    model = transformers.VJEPA2Model(config).eval()
+    with torch.no_grad():  # random biases and norms too, so every mapped tensor matters
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def test_rope_channel_order_is_a_permutation() -> None:
+    for head_dim in (48, 64, 80):
+        order = rope_channel_order(head_dim)
+        assert sorted(order.tolist()) == list(range(head_dim))
+
+
+@pytest.mark.parametrize(("hidden", "heads"), [(96, 2), (128, 2), (96, 4)])  # head widths 48, 64 (remainder 4), 24
+def test_converted_encoder_matches_vjepa2model(hidden: int, heads: int, tmp_path: Path) -> None:
+    model = hf_model(hidden, heads)
+    model.save_pretrained(tmp_path / "hf")
+    enc = load_hf_folder(tmp_path / "hf")
+    video = torch.randn(2, 4, 3, 32, 32)  # transformers: [B, T, C, H, W]
+    with torch.no_grad():
+        ref = model(pixel_values_videos=video, skip_predictor=True).last_hidden_state
+        ours = enc.forward_features(video.permute(0, 2, 1, 3, 4))  # ours: [B, C, T, H, W]
+    assert ours.shape == ref.shape == (2, 2 * 4 * 4, hidden)
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
+
+
+def test_jepa_convert_writes_an_encoder_file(tmp_path: Path, capsys) -> None:
+    from jepa.hub import load_encoder
+    from jepa.training.cli import main
+
+    model = hf_model(96, 2)
+    model.save_pretrained(tmp_path / "hf")
+    out = tmp_path / "vjepa2.safetensors"
+    assert main(["convert", "vjepa2", str(tmp_path / "hf"), "--out", str(out)]) == 0
+    enc = load_encoder(out)
+    assert enc.config["rope_layout"] == "vjepa2" and enc.pretrained_cfg["num_frames"] == 4
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(enc.forward_features(video.permute(0, 2, 1, 3, 4)),
+                                   model(pixel_values_videos=video, skip_predictor=True).last_hidden_state,
+                                   atol=2e-5, rtol=1e-4)
+    assert main(["convert", "vjepa2", str(tmp_path / "hf"), "--out", str(out)]) != 0
+    assert "already exists" in capsys.readouterr().err
+    assert main(["convert", "vjepa2", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.safetensors")]) != 0
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_vjepa2_presets_carry_its_positions_and_check_files(tmp_path: Path) -> None:
+    from jepa.hub import create_encoder, save_encoder
+    from jepa.models.vit import VideoViT
+
+    enc = VideoViT.from_preset("vjepa2_vitl", embed_dim=96, depth=2, num_heads=2)  # the preset's non-size settings
+    assert (enc.patch_size, enc.tubelet_size, enc.pos_encoding, enc.rope_layout) == (16, 2, "rope", "vjepa2")
+    small = save_encoder(load_hf_folder_from(hf_model(96, 2), tmp_path), tmp_path / "small.safetensors")
+    with pytest.raises(ValueError, match="not 'vjepa2_vitl'"):
+        create_encoder("vjepa2_vitl", pretrained=small)
+
+
+def load_hf_folder_from(model: torch.nn.Module, tmp_path: Path):  # noqa: ANN201
+    model.save_pretrained(tmp_path / "hf_small")
+    return load_hf_folder(tmp_path / "hf_small")
