@@ -129,12 +129,16 @@ class _EpochStats(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self._start = 0.0
         self._seen = 0
+        self._before: set[int] = set()  # child processes that are not this run's workers
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._before = set(_children(os.getpid()))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._seen = time.perf_counter(), len(pl_module.delivered)  # type: ignore[arg-type]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        workers = _children(os.getpid())
+        workers = sorted(set(_children(os.getpid())) - self._before)
         self.rows.append({
             "seconds": time.perf_counter() - self._start,
             "clips": len(pl_module.delivered) - self._seen,  # type: ignore[arg-type]
