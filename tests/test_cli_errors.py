@@ -63,6 +63,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "--protocol eb-jepa is for the 'two-rooms' environment, not 'pusht'"),
     ("export over an existing file", ["export", "run", "--out", "run/checkpoints/last.ckpt"],
      "already exists; pass --overwrite"),
+    ("export over its own checkpoint", ["export", "run/checkpoints/last.ckpt", "--out", "run/checkpoints/last.ckpt",
+                                        "--overwrite"], "is the checkpoint being exported"),
     ("export an encoder file", ["export", "enc.pt", "--out", "again.pt"],
      "is not a jepa fit checkpoint to export from: it is an encoder file from jepa export"),
     ("export a malicious file", ["export", "evil.ckpt", "--out", "x.pt"], "refusing to load it"),

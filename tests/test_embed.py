@@ -79,3 +79,12 @@ def test_embed_leaves_out_undecodable_videos(synth_dir: Path, encoder_file: Path
         index = list(csv.DictReader(f))
     assert np.load(out).shape[0] == len(index) == 3
     assert str(broken) not in [r["path"] for r in index]
+
+
+def test_embed_never_writes_over_its_manifest(synth_dir: Path, encoder_file: Path, tmp_path: Path, capsys) -> None:
+    manifest = tmp_path / "val.csv"
+    manifest.write_text((synth_dir / "val.csv").read_text())
+    before = manifest.read_bytes()
+    assert main(["embed", "--encoder", str(encoder_file), "--data", str(manifest), "--out", str(tmp_path / "val.npy"),
+                 "--overwrite", "--num-workers", "0", "--no-progress"]) != 0
+    assert "over the manifest it reads" in capsys.readouterr().err and manifest.read_bytes() == before

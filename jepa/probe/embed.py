@@ -48,6 +48,8 @@ def embed(
     if array.suffix != ".npy":
         raise ValueError(f"--out {out}: the features are written as a NumPy array; give a path ending in .npy")
     index_csv = array.with_suffix(".csv")
+    if Path(data).is_file() and index_csv.resolve() == Path(data).resolve():  # not even with --overwrite
+        raise ValueError(f"--out {out} would write its index over the manifest it reads ({data}); choose another --out")
     for p in (array, index_csv):
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} already exists; pass --overwrite to replace it, or choose another --out")

@@ -260,6 +260,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from jepa.hub import export_encoder, latest_checkpoint, load_encoder
 
     ckpt = latest_checkpoint(args.checkpoint)
+    if Path(args.out).resolve() == Path(ckpt).resolve():  # not even with --overwrite
+        raise ValueError(f"--out {args.out} is the checkpoint being exported; choose another --out")
     if Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
     out = export_encoder(ckpt, args.out, args.which)
