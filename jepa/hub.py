@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from jepa.models.vit import PRESETS, VideoViT
+from jepa.models.vit import PRESET_DEFAULTS, PRESETS, VideoViT
 from jepa.safe_load import UnsafeFileError, describe_file, torch_load
 
 FORMAT = "jepa-encoder"
@@ -54,8 +54,11 @@ def _encoder_from_checkpoint(ckpt: dict[str, Any], path: str, which: str) -> tup
     config = dict(
         embed_dim=d, depth=depth, num_heads=heads, mlp_ratio=mlp, patch_size=hp["patch_size"],
         tubelet_size=hp["tubelet_size"], input_size=tuple(hp["input_size"]), conv_stem=hp.get("conv_stem", False),
-        pos_encoding=hp.get("pos_encoding", "sincos"),
+        pos_encoding=hp.get("pos_encoding") or PRESET_DEFAULTS.get(hp["encoder"], {}).get("pos_encoding", "sincos"),
     )
+    layout = hp.get("rope_layout") or PRESET_DEFAULTS.get(hp["encoder"], {}).get("rope_layout", "half")
+    if layout != "half":  # as VideoViT.config: only a non-default layout is named
+        config["rope_layout"] = layout
     prefix = "target_encoder.encoder." if which == "target" else "encoder."
     sd = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if not sd and which == "target":  # stop-gradient runs have no EMA copy

@@ -64,6 +64,9 @@ def test_jepa_convert_writes_an_encoder_file(tmp_path: Path, capsys) -> None:
     assert main(["convert", "vjepa2", str(tmp_path / "hf"), "--out", str(out)]) != 0
     assert "already exists" in capsys.readouterr().err
     assert main(["convert", "vjepa2", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.safetensors")]) != 0
+    assert "no such folder or file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", "vjepa2", str(tmp_path / "empty"), "--out", str(tmp_path / "x.safetensors")]) != 0
     assert "no config.json" in capsys.readouterr().err
 
 
@@ -81,3 +84,62 @@ def test_vjepa2_presets_carry_its_positions_and_check_files(tmp_path: Path) -> N
 def load_hf_folder_from(model: torch.nn.Module, tmp_path: Path):  # noqa: ANN201
     model.save_pretrained(tmp_path / "hf_small")
     return load_hf_folder(tmp_path / "hf_small")
+
+
+def reference_file(model: torch.nn.Module, path: Path, online_noise: float = 0.1) -> Path:
+    """A checkpoint laid out as the reference V-JEPA 2 code saves one (``module.backbone.`` keys,
+    ``blocks.i.attn.qkv`` holding query, key and value), written as the inverse of the renaming in
+    ``transformers``' own V-JEPA 2 conversion script. ``encoder`` differs from ``target_encoder``."""
+    target: dict[str, torch.Tensor] = {}
+    sd = {k[len("encoder."):]: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    for key, val in sd.items():
+        key = key.replace("layer.", "blocks.", 1) if key.startswith("layer.") else key
+        key = key.replace("embeddings.patch_embeddings.", "patch_embed.").replace("layernorm.", "norm.")
+        if ".attention.query." in key:
+            kind = key.split(".attention.query.")[1]
+            head = key.split(".attention.query.")[0]
+            parts = [sd[f"layer.{head.split('.')[1]}.attention.{n}.{kind}"] for n in ("query", "key", "value")]
+            target[f"module.backbone.{head}.attn.qkv.{kind}"] = torch.cat(parts)
+            continue
+        if ".attention.key." in key or ".attention.value." in key:
+            continue
+        target["module.backbone." + key.replace(".attention.", ".attn.")] = val.clone()
+    target["module.backbone.pos_embed"] = torch.zeros(1, 8, int(sd["layernorm.weight"].shape[0]))  # unused with RoPE
+    online = {k: v + online_noise * torch.randn_like(v) for k, v in target.items()}
+    torch.save({"encoder": online, "target_encoder": target, "predictor": {}, "epoch": 3, "lr": 1e-4}, path)
+    return path
+
+
+@pytest.mark.parametrize(("hidden", "heads"), [(96, 2), (96, 4)])
+def test_reference_checkpoint_matches_vjepa2model(hidden: int, heads: int, tmp_path: Path) -> None:
+    from jepa.convert.vjepa2 import load_reference_checkpoint
+
+    model = hf_model(hidden, heads)
+    ref_file = reference_file(model, tmp_path / "vit.pt")
+    enc = load_reference_checkpoint(ref_file, num_heads=heads, crop_size=32, num_frames=4)
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(pixel_values_videos=video, skip_predictor=True).last_hidden_state
+        ours = enc.forward_features(video.permute(0, 2, 1, 3, 4))
+        online = load_reference_checkpoint(ref_file, which="encoder", num_heads=heads, crop_size=32, num_frames=4)
+        other = online.forward_features(video.permute(0, 2, 1, 3, 4))
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
+    assert (other - ref).abs().max() > 1e-2  # the online encoder is another set of weights
+    assert enc.config["rope_layout"] == "vjepa2" and enc.meta["data"] == {"num_frames": 4, "crop_size": 32}
+
+
+def test_jepa_convert_reads_reference_files_and_names_what_is_missing(tmp_path: Path, capsys) -> None:
+    from jepa.hub import load_encoder
+    from jepa.training.cli import main
+
+    ref_file = reference_file(hf_model(96, 2), tmp_path / "vit.pt")
+    out = tmp_path / "enc.safetensors"
+    # width 96 / depth 2 is no V-JEPA 2 size: the heads cannot be read off the shapes
+    assert main(["convert", "vjepa2", str(ref_file), "--out", str(out)]) != 0
+    assert "--num-heads" in capsys.readouterr().err and not out.exists()
+    assert main(["convert", "vjepa2", str(ref_file), "--out", str(out), "--num-heads", "2", "--crop-size", "32",
+                 "--frames", "4"]) == 0
+    assert load_encoder(out).config["num_heads"] == 2
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.pt")
+    assert main(["convert", "vjepa2", str(tmp_path / "other.pt"), "--out", str(tmp_path / "o.safetensors")]) != 0
+    assert "not a V-JEPA 2 reference checkpoint" in capsys.readouterr().err

@@ -73,11 +73,14 @@ def test_synth_and_collect_never_mix_into_an_existing_dataset(tmp_path: Path, ca
 
 
 def test_export_never_replaces_a_file_without_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    ckpt = tmp_path / "last.ckpt"
+    ckpt, other = tmp_path / "last.ckpt", tmp_path / "encoder.pt"
     ckpt.write_bytes(b"resume state")
-    assert main(["export", str(ckpt), "--out", str(ckpt)]) == 2
+    other.write_bytes(b"an earlier export")
+    assert main(["export", str(ckpt), "--out", str(other)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
-    assert ckpt.read_bytes() == b"resume state"
+    assert main(["export", str(ckpt), "--out", str(ckpt), "--overwrite"]) == 2
+    assert "is the checkpoint being exported" in capsys.readouterr().err
+    assert ckpt.read_bytes() == b"resume state" and other.read_bytes() == b"an earlier export"
 
 
 def test_cli_lists_its_commands_and_speaks_one_line(capsys: pytest.CaptureFixture) -> None:

@@ -1,7 +1,11 @@
-"""V-JEPA 2 encoders from Hugging Face ``transformers`` checkpoints into ``VideoViT``.
+"""V-JEPA 2 encoders into ``VideoViT``: from Hugging Face ``transformers`` folders and from the
+reference repository's checkpoint files.
 
 A ``VJEPA2Model`` folder (``config.json`` + ``model.safetensors``, as ``save_pretrained`` writes
-it and as the hub serves ``facebook/vjepa2-*``) or its state dict becomes a ``VideoViT`` with
+it and as the hub serves ``facebook/vjepa2-*``), or a checkpoint file of the reference code
+(``vitl.pt``, ``vith.pt``, ``vitg.pt``, ``vitg-384.pt``: a dict with ``encoder``,
+``target_encoder`` and ``predictor`` state dicts under ``module.backbone.``), becomes a
+``VideoViT`` with
 V-JEPA 2's architecture: patch 16, tubelet 2, pre-norm blocks, GELU MLP, a final LayerNorm, and
 its exact 3D RoPE (``pos_encoding="rope"``, ``rope_layout="vjepa2"``; see ``jepa.models.pos_embed``).
 
@@ -10,8 +14,15 @@ The mapping, per block ``i`` (``encoder.layer.i`` -> ``blocks.blocks.i``):
                                     each head from V-JEPA 2's interleaved rotary pairs to ours
   attention.proj, norm1, norm2, mlp.fc1, mlp.fc2 -> the same names
 plus ``encoder.embeddings.patch_embeddings.proj`` -> ``patch_embed.proj`` and
-``encoder.layernorm`` -> ``norm``. The predictor is not converted yet. Only ``.safetensors``
-files are read (no pickle); equality with ``VJEPA2Model`` is tested on a small random config.
+``encoder.layernorm`` -> ``norm``. The reference files name the same tensors as the reference
+code does (``blocks.i.attn.qkv`` holding query, key and value, ``patch_embed``, ``norm``), the
+names ``transformers``' own conversion maps from; they are renamed to the ``transformers`` names
+first, then mapped as above. A reference file does not store the number of heads or the crop
+size: the heads come from the V-JEPA 2 size the widths match (L/H/g) or ``num_heads``, the crop
+from ``crop_size`` (256; 384 for ``vitg-384``). The predictor is not converted yet.
+
+Only ``.safetensors`` folders and ``weights_only`` torch files are read (no code from a file);
+equality with ``VJEPA2Model`` is tested on small random configs, for both kinds of source.
 """
 
 from __future__ import annotations
@@ -23,9 +34,12 @@ from typing import Any
 
 import torch
 
-from jepa.models.vit import VideoViT
+from jepa.models.vit import PRESETS, VideoViT
 
 ENCODER_PREFIX = "encoder."
+# The V-JEPA 2 sizes a reference file's widths identify: (embed_dim, depth) -> heads.
+REFERENCE_HEADS = {(PRESETS[n][0], PRESETS[n][1]): PRESETS[n][2] for n in ("vjepa2_vitl", "vjepa2_vith", "vjepa2_vitg")}
+REFERENCE_KEYS = ("target_encoder", "encoder")
 
 
 def rope_channel_order(head_dim: int) -> torch.Tensor:
@@ -110,3 +124,119 @@ def load_hf_folder(path: str | os.PathLike[str]) -> VideoViT:
     enc.meta = {"source": str(folder), "converted_from": "transformers VJEPA2Model",
                 "data": {"num_frames": int(hf.get("frames_per_clip", 64)), "crop_size": config["input_size"][1]}}
     return enc.eval()
+
+
+def _clean_reference_key(key: str) -> str:
+    for prefix in ("module.", "backbone."):
+        key = key.replace(prefix, "")
+    return key
+
+
+def hf_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A reference encoder state dict (``module.backbone.blocks.0.attn.qkv.weight``, ...) under the
+    ``transformers`` names (``layer.0.attention.query.weight``, ...); ``pos_embed`` (unused with
+    RoPE) is dropped."""
+    out: dict[str, torch.Tensor] = {}
+    for key, val in sd.items():
+        key = _clean_reference_key(key)
+        if key == "pos_embed":
+            continue
+        if key.startswith("blocks."):
+            key = "layer." + key[len("blocks."):]
+        key = key.replace("patch_embed.", "embeddings.patch_embeddings.")
+        if key.startswith("norm."):
+            key = "layernorm." + key[len("norm."):]
+        if ".attn.qkv." in key:
+            head, tail = key.split(".attn.qkv.")
+            for name, part in zip(("query", "key", "value"), val.chunk(3, dim=0), strict=True):
+                out[f"{head}.attention.{name}.{tail}"] = part
+            continue
+        out[key.replace(".attn.", ".attention.")] = val
+    return out
+
+
+def config_from_reference(sd: dict[str, torch.Tensor], source: str, num_heads: int | None = None,
+                          crop_size: int = 256, num_frames: int = 64) -> dict[str, Any]:
+    """``VideoViT`` arguments read off a (renamed) reference state dict's shapes."""
+    if "embeddings.patch_embeddings.proj.weight" not in sd or "layer.0.mlp.fc1.weight" not in sd:
+        raise ValueError(f"{source}: not a V-JEPA 2 encoder (no patch_embed / blocks.0.mlp weights); "
+                         "pass a V-JEPA 2 checkpoint such as vitl.pt, or a transformers VJEPA2Model folder")
+    w = sd["embeddings.patch_embeddings.proj.weight"]  # [D, C, tubelet, patch, patch]
+    d = int(w.shape[0])
+    depth = len({k.split(".")[1] for k in sd if k.startswith("layer.")})
+    heads = num_heads or REFERENCE_HEADS.get((d, depth))
+    if heads is None:
+        raise ValueError(f"{source}: an encoder of width {d} and depth {depth} is not a V-JEPA 2 size "
+                         "(L, H or g); pass its number of heads (--num-heads)")
+    return dict(
+        embed_dim=d, depth=depth, num_heads=int(heads), mlp_ratio=sd["layer.0.mlp.fc1.weight"].shape[0] / d,
+        patch_size=int(w.shape[-1]), tubelet_size=int(w.shape[2]), in_chans=int(w.shape[1]),
+        input_size=(int(num_frames), int(crop_size), int(crop_size)), qkv_bias="layer.0.attention.query.bias" in sd,
+        pos_encoding="rope", rope_layout="vjepa2",
+    )
+
+
+def read_reference(path: str | os.PathLike[str], trust: bool = False) -> dict[str, Any]:
+    """A reference V-JEPA 2 checkpoint file as a dict (``weights_only`` unless ``trust``)."""
+    from jepa.safe_load import describe_file, torch_load
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such V-JEPA 2 checkpoint file")
+    try:
+        obj = torch_load(p, trust=trust)
+    except Exception as e:
+        if isinstance(e, ValueError):  # UnsafeFileError: already one line naming the file
+            raise
+        raise ValueError(f"{p} is not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, dict) or not any(isinstance(obj.get(k), dict) for k in REFERENCE_KEYS):
+        what = describe_file(obj) if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise ValueError(f"{p} is not a V-JEPA 2 reference checkpoint (no 'target_encoder' or 'encoder' state dict): "
+                         f"it is {what}")
+    return obj
+
+
+def reference_heads(obj: dict[str, Any], num_heads: int | None = None) -> int | None:
+    """The heads of a reference checkpoint's encoders: V-JEPA 2's for its L/H/g sizes, else
+    ``num_heads`` (None if that is not given either)."""
+    key = next(k for k in REFERENCE_KEYS if isinstance(obj.get(k), dict))
+    names = {_clean_reference_key(k): v for k, v in obj[key].items()}
+    w = names.get("patch_embed.proj.weight")
+    depth = len({k.split(".")[1] for k in names if k.startswith("blocks.")})
+    known = REFERENCE_HEADS.get((int(w.shape[0]), depth)) if w is not None else None
+    return known or num_heads
+
+
+def reference_encoder(obj: dict[str, Any], source: str, which: str = "target_encoder", num_heads: int | None = None,
+                      crop_size: int = 256, num_frames: int = 64) -> VideoViT:
+    """One encoder (``target_encoder`` or ``encoder``; the other if the file lacks it) of a
+    checkpoint :func:`read_reference` returned. ``num_heads`` is needed only for sizes other than
+    V-JEPA 2's L, H and g."""
+    if which not in REFERENCE_KEYS:
+        raise ValueError(f"which must be one of {', '.join(REFERENCE_KEYS)}, got {which!r}")
+    key = which if isinstance(obj.get(which), dict) else next(k for k in REFERENCE_KEYS if isinstance(obj.get(k), dict))
+    sd = hf_names_from_reference(obj[key])
+    config = config_from_reference(sd, source, num_heads, crop_size, num_frames)
+    enc = VideoViT(**config)
+    missing, unexpected = enc.load_state_dict(state_dict_from_hf(sd, config), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{source}: its {key} does not map onto a V-JEPA 2 encoder (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); V-JEPA 2.1 and AC checkpoints are not supported yet")
+    enc.meta = {"source": source, "converted_from": f"V-JEPA 2 reference checkpoint ({key})",
+                "data": {"num_frames": int(num_frames), "crop_size": int(crop_size)}}
+    return enc.eval()
+
+
+def load_reference_checkpoint(path: str | os.PathLike[str], which: str = "target_encoder", num_heads: int | None = None,
+                              crop_size: int = 256, num_frames: int = 64, trust: bool = False) -> VideoViT:
+    """A ``VideoViT`` from a reference V-JEPA 2 checkpoint file: the ``target_encoder`` (what the
+    reference hub loads) or the online ``encoder``. Read with ``weights_only`` unless ``trust``."""
+    return reference_encoder(read_reference(path, trust), str(path), which, num_heads, crop_size, num_frames)
+
+
+def load_vjepa2(path: str | os.PathLike[str], **kwargs: Any) -> VideoViT:
+    """A V-JEPA 2 encoder from a ``transformers`` folder or a reference checkpoint file."""
+    p = Path(path)
+    if p.is_dir():
+        return load_hf_folder(p)
+    return load_reference_checkpoint(p, **kwargs)

@@ -34,7 +34,7 @@ from jepa.masks import LONG_RANGE, SHORT_RANGE, MaskSet, MaskSpec, MultiBlockMas
 from jepa.methods.base import JepaMethod, check_hparams
 from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.predictor import MaskedPredictor, default_predictor_size
-from jepa.models.vit import PRESETS, VideoViT, gather_tokens
+from jepa.models.vit import PRESET_DEFAULTS, PRESETS, VideoViT, gather_tokens
 from jepa.objectives.base import Regularizer
 from jepa.objectives.prediction import LossKind, prediction_loss
 from jepa.objectives.targets import TargetEncoder, TargetKind
@@ -50,13 +50,19 @@ class VideoJEPA(JepaMethod):
         tubelet_size: frames per token.
         conv_stem: convolutional stem instead of one patchify layer.
         pos_encoding: "sincos" (fixed embeddings added to the tokens, V-JEPA) or "rope" (3D
-            rotary positions in encoder and predictor attention, V-JEPA 2).
+            rotary positions in encoder and predictor attention, V-JEPA 2); None: the preset's
+            (rope for the ``vjepa2_*`` presets, sincos otherwise).
+        rope_layout: how the encoder's rotary channels are laid out: "half" (ours) or "vjepa2"
+            (V-JEPA 2's exact layout, needed for its weights); None: the preset's.
         drop_path_rate: stochastic depth of the context encoder.
         input_size: (T, H, W) of the training clips; None reads ``num_frames`` and
             ``crop_size`` from the data module at setup.
         predictor_embed_dim: predictor width (None: scaled from the encoder).
         predictor_depth: predictor blocks (None: scaled from the encoder).
         predictor_num_heads: predictor heads (None: width / 64).
+        init_from: start from these weights (a ``jepa fit`` checkpoint or run folder, an
+            encoder file, or V-JEPA 2 weights: see ``jepa.methods.init_from``); the optimiser
+            and schedules start afresh. ``--ckpt_path`` resumes a run instead.
         masks: mask sets drawn per batch (default V-JEPA short- and long-range).
         min_context: fewest context tokens a clip may keep (masks are redrawn otherwise).
         target: "ema" (EMA target encoder), "stopgrad" (online encoder, detached) or "online"
@@ -98,12 +104,14 @@ class VideoJEPA(JepaMethod):
         patch_size: int = 16,
         tubelet_size: int = 2,
         conv_stem: bool = False,
-        pos_encoding: Literal["sincos", "rope"] = "sincos",
+        pos_encoding: Literal["sincos", "rope"] | None = None,
+        rope_layout: Literal["half", "vjepa2"] | None = None,
         drop_path_rate: float = 0.0,
         input_size: tuple[int, int, int] | None = None,
         predictor_embed_dim: int | None = None,
         predictor_depth: int | None = None,
         predictor_num_heads: int | None = None,
+        init_from: str | None = None,
         masks: list[MaskSpec] | None = None,
         min_context: int = 4,
         target: TargetKind = "ema",
@@ -141,6 +149,9 @@ class VideoJEPA(JepaMethod):
         if encoder not in PRESETS:
             raise ValueError(f"model.init_args.encoder: unknown preset {encoder!r}; choose one of {', '.join(PRESETS)}")
         self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
+        preset = PRESET_DEFAULTS.get(encoder, {})  # what the preset implies, stored resolved
+        self.hparams["pos_encoding"] = pos_encoding or preset.get("pos_encoding", "sincos")
+        self.hparams["rope_layout"] = rope_layout or preset.get("rope_layout", "half")
         check_hparams(self.hparams)
         # plain dicts in hparams, so checkpoints load with torch.load(weights_only=True)
         specs = [MaskSpec(**m) if isinstance(m, dict) else m for m in masks]
@@ -153,6 +164,7 @@ class VideoJEPA(JepaMethod):
         self.target_encoder: TargetEncoder | None = None
         self.mask_generator = torch.Generator().manual_seed(seed)
         self._seeded = False
+        self._initialised = init_from is None
         if input_size is not None:
             self._build(tuple(input_size))
 
@@ -163,6 +175,7 @@ class VideoJEPA(JepaMethod):
         self.encoder = VideoViT.from_preset(
             hp.encoder, patch_size=hp.patch_size, tubelet_size=hp.tubelet_size, input_size=hp.input_size,
             conv_stem=hp.conv_stem, drop_path_rate=hp.drop_path_rate, pos_encoding=hp.pos_encoding,
+            rope_layout=hp.rope_layout,
         )
         self.encoder.token_grid(hp.input_size)  # raises on sizes the patches do not divide
         width, depth, heads = default_predictor_size(self.encoder.embed_dim, len(self.encoder.blocks.blocks))
@@ -191,8 +204,24 @@ class VideoJEPA(JepaMethod):
         if not self._seeded:
             self.mask_generator.manual_seed(self.hparams.seed + self.global_rank)
             self._seeded = True
-        if self.encoder is not None:
-            return
+        if self.encoder is None:
+            self._build(self._input_size_from_data())
+        if stage == "fit" and not self._initialised:  # a resumed run's checkpoint then overwrites these
+            self._initialised = True
+            self._init_from(self.hparams.init_from)
+
+    def _init_from(self, path: str) -> None:
+        from lightning.pytorch.utilities import rank_zero_info
+
+        from jepa.methods.init_from import apply_init, read_init
+
+        assert self.encoder is not None and self.predictor is not None
+        weights = read_init(path, num_heads=self.encoder.num_heads)
+        target = self.target_encoder.encoder if self.target_encoder is not None else None
+        for line in apply_init(weights, self.encoder, self.predictor, target):
+            rank_zero_info(line)
+
+    def _input_size_from_data(self) -> tuple[int, int, int]:
         dm = getattr(self.trainer, "datamodule", None)
         dhp = getattr(dm, "hparams", {})
         if "num_frames" not in dhp or "crop_size" not in dhp:
@@ -200,7 +229,7 @@ class VideoJEPA(JepaMethod):
                 "model.input_size is not set and the data module has no num_frames/crop_size to infer it "
                 "from; set model.init_args.input_size: [T, H, W]"
             )
-        self._build((dhp["num_frames"], dhp["crop_size"], dhp["crop_size"]))
+        return (dhp["num_frames"], dhp["crop_size"], dhp["crop_size"])
 
     # ----------------------------------------------------------------- objective
     def _targets(self, video: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@
   jepa export CKPT --out FILE                                    encoder-only file for load_encoder
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
-  jepa convert vjepa2 HF_FOLDER --out enc.safetensors             V-JEPA 2 weights (transformers) in
+  jepa convert vjepa2 HF_FOLDER_OR_PT --out enc.safetensors       V-JEPA 2 weights (transformers or reference) in
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
   jepa plan --world-model CKPT --protocol eb-jepa --seed 2       MPC toward goal images under a named protocol
   jepa bench plan                                                replan time at reference and recipe settings
@@ -273,12 +273,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from jepa.convert.vjepa2 import load_hf_folder
+    from jepa.convert.vjepa2 import load_vjepa2
     from jepa.hub import save_encoder
 
     if Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
-    enc = load_hf_folder(args.source)
+    if not Path(args.source).exists():
+        raise FileNotFoundError(f"{args.source}: no such folder or file; pass a transformers VJEPA2Model folder "
+                                "or a V-JEPA 2 checkpoint file (e.g. vitl.pt)")
+    enc = load_vjepa2(args.source, which=args.which, num_heads=args.num_heads, crop_size=args.crop_size,
+                      num_frames=args.frames, trust=args.trust_checkpoint)
     out = save_encoder(enc, args.out)
     n = sum(p.numel() for p in enc.parameters())
     print(f"wrote {out}: V-JEPA 2 encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, depth "
@@ -502,8 +506,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_cmd_export)
 
     cv = sub.add_parser("convert", help="another project's weights into an encoder file jepa reads")
-    cv.add_argument("kind", choices=["vjepa2"], help="vjepa2: a transformers VJEPA2Model folder (config.json + model.safetensors)")
-    cv.add_argument("source", help="the folder to convert")
+    cv.add_argument("kind", choices=["vjepa2"], help="vjepa2: a transformers VJEPA2Model folder (config.json + "
+                    "model.safetensors) or a reference V-JEPA 2 checkpoint file (vitl.pt, vith.pt, vitg.pt, vitg-384.pt)")
+    cv.add_argument("source", help="the folder or checkpoint file to convert")
+    cv.add_argument("--which", default="target_encoder", choices=["target_encoder", "encoder"],
+                    help="reference files: the EMA target encoder (what V-JEPA 2 releases for use) or the online one")
+    cv.add_argument("--num-heads", type=positive, default=None,
+                    help="reference files of a size other than L/H/g: its attention heads (default: from the size)")
+    cv.add_argument("--crop-size", type=positive, default=256,
+                    help="reference files: the crop it was trained at (vitg-384.pt: 384)")
+    cv.add_argument("--frames", type=positive, default=64, help="reference files: frames per clip it was trained at")
+    cv.add_argument("--trust-checkpoint", action="store_true",
+                    help="load a reference file even if it needs Python objects beyond tensors (runs code from it)")
     cv.add_argument("--out", required=True, help="encoder file to write (.safetensors, or .pt)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     cv.set_defaults(func=_cmd_convert)
