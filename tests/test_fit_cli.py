@@ -93,6 +93,29 @@ def test_resume_from_last_continues_the_run(tmp_path: Path, synth_dir: Path) -> 
     assert torch.load(newest, weights_only=True)["global_step"] == 6, names
 
 
+def test_fit_continues_pretraining_from_a_run_with_init_from(fitted: Path, tmp_path: Path, synth_dir: Path,
+                                                             capsys) -> None:
+    """``--model.init_args.init_from RUN`` through the CLI: a new run (its own step count) whose
+    weights start as the earlier run's (with every learning rate 0 they stay so)."""
+    cfg = yaml.safe_load(tiny_config(tmp_path, synth_dir).read_text())
+    cfg["model"]["init_args"].update(lr=0.0, start_lr=0.0, final_lr=0.0, ema_momentum=[1.0, 1.0])
+    cfg["trainer"].update(max_steps=2)
+    path = tmp_path / "continue.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(path), "--model.init_args.init_from", str(fitted)]) == 0
+    before = torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=True)
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert after["global_step"] == 2 and after["hyper_parameters"]["init_from"] == str(fitted)
+    for key, value in before["state_dict"].items():
+        torch.testing.assert_close(after["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    cfg["model"]["init_args"]["encoder"] = "vit_nano"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(path), "--model.init_args.init_from", str(fitted),
+                 "--trainer.default_root_dir", str(tmp_path / "nano")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "embed_dim 96, depth 4, num_heads 3; the recipe builds embed_dim 128, depth 6, num_heads 4" in err[-1]
+
+
 def test_export_and_load_give_identical_features(fitted: Path, tmp_path: Path, capsys) -> None:
     last = fitted / "checkpoints" / "last.ckpt"
     out = tmp_path / "enc.pt"

@@ -61,7 +61,7 @@ def test_a_different_architecture_is_named_in_one_line(tmp_path: Path) -> None:
     m = tiny(init_from=str(path), predictor_embed_dim=32, **FROZEN)
     with pytest.raises(ValueError, match="predictor in .* does not fit the recipe's.*predictor_embed_dim"):
         fit_one_step(m, tmp_path / "third")
-    with pytest.raises(FileNotFoundError, match="init_from: .*nothing.ckpt does not exist.*init_from null"):
+    with pytest.raises(ValueError, match="init_from: .*nothing.ckpt does not exist.*init_from null"):
         fit_one_step(tiny(init_from=str(tmp_path / "nothing.ckpt")), tmp_path / "fourth")
 
 

@@ -39,6 +39,10 @@ ARCH_DEFAULTS = {"in_chans": 3, "conv_stem": False, "qkv_bias": True, "pos_encod
 KEY = "model.init_args.init_from"
 
 
+class InitFromError(ValueError):
+    """``init_from`` names nothing usable; the message (one line) says what and what would work."""
+
+
 @dataclass
 class InitWeights:
     """Weights to start from: the context encoder's, and where the file has them the target
@@ -123,6 +127,20 @@ def _load(module: nn.Module, sd: dict[str, torch.Tensor], what: str, source: str
                 if what == "predictor" else "")
         raise ValueError(f"{KEY}: the {what} in {source} does not fit the recipe's: {'; '.join(detail)}{hint}")
     module.load_state_dict(sd)
+
+
+def init_modules(path: str | os.PathLike[str], encoder: nn.Module, predictor: nn.Module,
+                 target: nn.Module | None) -> list[str]:
+    """Read ``path`` and load it into the built modules (see :func:`apply_init`); every failure
+    becomes one :class:`InitFromError` line."""
+    try:
+        weights = read_init(path, num_heads=getattr(encoder, "num_heads", None))
+        return apply_init(weights, encoder, predictor, target)
+    except InitFromError:
+        raise
+    except (OSError, ValueError, KeyError) as e:
+        msg = str(e) if str(e).startswith(KEY) else f"{KEY}: {e}"
+        raise InitFromError(msg) from e
 
 
 def apply_init(weights: InitWeights, encoder: nn.Module, predictor: nn.Module,

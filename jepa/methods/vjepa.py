@@ -213,12 +213,11 @@ class VideoJEPA(JepaMethod):
     def _init_from(self, path: str) -> None:
         from lightning.pytorch.utilities import rank_zero_info
 
-        from jepa.methods.init_from import apply_init, read_init
+        from jepa.methods.init_from import init_modules
 
         assert self.encoder is not None and self.predictor is not None
-        weights = read_init(path, num_heads=self.encoder.num_heads)
         target = self.target_encoder.encoder if self.target_encoder is not None else None
-        for line in apply_init(weights, self.encoder, self.predictor, target):
+        for line in init_modules(path, self.encoder, self.predictor, target):
             rank_zero_info(line)
 
     def _input_size_from_data(self) -> tuple[int, int, int]:

@@ -217,6 +217,7 @@ def run(argv: Sequence[str]) -> int:
 
     from data_pipelines.dataset import NoUsableData
     from data_pipelines.decoding import DecodeError
+    from jepa.methods.init_from import InitFromError
     from jepa.methods.nonfinite import NonFiniteLossError
     from jepa.training.checkpointing import CheckpointError, Preempted
     from jepa.training.preflight import ConfigError
@@ -234,7 +235,7 @@ def run(argv: Sequence[str]) -> int:
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, InitFromError) as e:
         _clean_failed_start()
         return _fail(command, e, EXIT_CONFIG)
     except (NoUsableData, DecodeError) as e:
