@@ -106,8 +106,74 @@ def reference_file(model: torch.nn.Module, path: Path, online_noise: float = 0.1
         target["module.backbone." + key.replace(".attention.", ".attn.")] = val.clone()
     target["module.backbone.pos_embed"] = torch.zeros(1, 8, int(sd["layernorm.weight"].shape[0]))  # unused with RoPE
     online = {k: v + online_noise * torch.randn_like(v) for k, v in target.items()}
-    torch.save({"encoder": online, "target_encoder": target, "predictor": {}, "epoch": 3, "lr": 1e-4}, path)
+    torch.save({"encoder": online, "target_encoder": target, "predictor": reference_predictor_sd(model),
+                "epoch": 3, "lr": 1e-4}, path)
     return path
+
+
+def reference_predictor_sd(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The predictor as the reference code saves it (``predictor_embed``, ``mask_tokens.i``,
+    ``predictor_blocks.i.attn.qkv``, ``predictor_norm``, ``predictor_proj``): the inverse of
+    ``transformers``' conversion script's predictor renaming."""
+    sd = {k[len("predictor."):]: v for k, v in model.state_dict().items() if k.startswith("predictor.")}
+    out: dict[str, torch.Tensor] = {}
+    for i, token in enumerate(sd.pop("embeddings.mask_tokens")):
+        out[f"module.backbone.mask_tokens.{i}"] = token.clone()  # [1, 1, D] each
+    for key, val in sd.items():
+        if ".attention.key." in key or ".attention.value." in key:
+            continue
+        if ".attention.query." in key:
+            head, kind = key.split(".attention.query.")
+            qkv = torch.cat([sd[f"{head}.attention.{n}.{kind}"] for n in ("query", "key", "value")])
+            out[f"module.backbone.{head.replace('layer.', 'predictor_blocks.', 1)}.attn.qkv.{kind}"] = qkv
+            continue
+        key = key.replace("embeddings.predictor_embeddings.", "predictor_embed.").replace(".attention.", ".attn.")
+        key = key.replace("layer.", "predictor_blocks.", 1) if key.startswith("layer.") else key
+        key = "predictor_norm." + key[len("layernorm."):] if key.startswith("layernorm.") else key
+        key = "predictor_proj." + key[len("proj."):] if key.startswith("proj.") else key
+        out["module.backbone." + key] = val.clone()
+    out["module.backbone.predictor_pos_embed"] = torch.zeros(1, 8, int(sd["proj.weight"].shape[1]))  # unused with RoPE
+    return out
+
+
+def predictions(model: torch.nn.Module, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``VJEPA2Model``'s predictor output for every other token as context, the rest as targets:
+    (its encoder tokens, context ids, target ids, its predictions)."""
+    with torch.no_grad():
+        tokens = model(pixel_values_videos=video, skip_predictor=True).last_hidden_state
+    b, n, _ = tokens.shape
+    ctx, tgt = torch.arange(0, n, 2).repeat(b, 1), torch.arange(1, n, 2).repeat(b, 1)
+    with torch.no_grad():
+        out = model(pixel_values_videos=video, context_mask=[ctx], target_mask=[tgt]).predictor_output.last_hidden_state
+    return tokens, ctx, tgt, out
+
+
+def our_predictions(pred: torch.nn.Module, tokens: torch.Tensor, ctx: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        context = tokens.gather(1, ctx[..., None].expand(-1, -1, tokens.shape[-1]))
+        return pred(context, ctx, tgt, (2, 4, 4))
+
+
+@pytest.mark.parametrize(("hidden", "heads"), [(96, 2), (96, 4)])
+def test_converted_predictor_matches_vjepa2model(hidden: int, heads: int, tmp_path: Path) -> None:
+    from jepa.convert.vjepa2 import hf_predictor, read_hf_folder, reference_predictor
+    from jepa.models.predictor import MaskedPredictor
+
+    model = hf_model(hidden, heads)
+    model.save_pretrained(tmp_path / "hf")
+    tokens, ctx, tgt, ref = predictions(model, torch.randn(2, 4, 3, 32, 32))
+    from_folder = hf_predictor(*read_hf_folder(tmp_path / "hf"))
+    torch.save({"target_encoder": {}, "predictor": reference_predictor_sd(model)}, tmp_path / "vit.pt")
+    from_file = reference_predictor(torch.load(tmp_path / "vit.pt", weights_only=True), "vit.pt", num_heads=2)
+    for pconfig, sd in (from_folder, from_file):
+        assert pconfig["rope_layout"] == "vjepa2" and pconfig["predictor_embed_dim"] == 32
+        keys = ("predictor_embed_dim", "depth", "num_heads", "mlp_ratio", "pos_encoding", "rope_layout")
+        pred = MaskedPredictor(hidden, (2, 4, 4), **{k: pconfig[k] for k in keys}).eval()
+        pred.load_state_dict(sd)
+        torch.testing.assert_close(our_predictions(pred, tokens, ctx, tgt), ref, atol=2e-5, rtol=1e-4)
+        half = MaskedPredictor(hidden, (2, 4, 4), **{**{k: pconfig[k] for k in keys}, "rope_layout": "half"}).eval()
+        half.load_state_dict(sd)  # the same weights with our own rotary layout predict something else
+        assert (our_predictions(half, tokens, ctx, tgt) - ref).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize(("hidden", "heads"), [(96, 2), (96, 4)])

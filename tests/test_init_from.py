@@ -101,3 +101,27 @@ def test_vjepa2_reference_weights_with_its_rope_layout(tmp_path: Path) -> None:
     assert exported.config["rope_layout"] == "vjepa2"
     with torch.no_grad():
         torch.testing.assert_close(exported.forward_features(video), m.target_encoder.encoder.forward_features(video))
+
+
+@pytest.mark.parametrize("source", ["folder", "reference"])
+def test_vjepa2_predictor_loads_when_the_recipe_builds_the_same(source: str, tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="the [hf] extra (transformers) is not installed")
+    from test_convert_vjepa2 import hf_model, our_predictions, predictions, reference_file
+
+    from jepa.methods.init_from import init_modules
+
+    model = hf_model(96, 3, layers=4)  # predictor: width 32, 1 block, 2 heads
+    model.save_pretrained(tmp_path / "hf")
+    path = tmp_path / "hf" if source == "folder" else reference_file(model, tmp_path / "vit.pt")
+    tokens, ctx, tgt, ref = predictions(model, torch.randn(2, 4, 3, 32, 32))
+    kw = dict(pos_encoding="rope", rope_layout="vjepa2")
+    m = tiny(predictor_embed_dim=32, predictor_depth=1, predictor_num_heads=2, predictor_rope_layout="vjepa2", **kw)
+    lines = init_modules(path, m.encoder, m.predictor, m.target_encoder.encoder)
+    assert "predictor from" in lines[0] and "from scratch" not in lines[0]
+    torch.testing.assert_close(our_predictions(m.predictor.eval(), tokens, ctx, tgt), ref, atol=2e-5, rtol=1e-4)
+    other = tiny(predictor_embed_dim=32, predictor_depth=1, predictor_num_heads=2, **kw)  # our rotary layout
+    before = {k: v.clone() for k, v in other.predictor.state_dict().items()}
+    lines = init_modules(path, other.encoder, other.predictor, other.target_encoder.encoder)
+    assert "predictor (the file's has model.init_args.predictor_rope_layout vjepa2: set them to start from it) " \
+           "from scratch" in lines[0]
+    assert all(torch.equal(before[k], v) for k, v in other.predictor.state_dict().items())

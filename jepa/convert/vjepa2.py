@@ -19,7 +19,15 @@ code does (``blocks.i.attn.qkv`` holding query, key and value, ``patch_embed``, 
 names ``transformers``' own conversion maps from; they are renamed to the ``transformers`` names
 first, then mapped as above. A reference file does not store the number of heads or the crop
 size: the heads come from the V-JEPA 2 size the widths match (L/H/g) or ``num_heads``, the crop
-from ``crop_size`` (256; 384 for ``vitg-384``). The predictor is not converted yet.
+from ``crop_size`` (256; 384 for ``vitg-384``).
+
+The predictor (``predictor.*`` in a folder; ``predictor_embed``, ``mask_tokens.i``,
+``predictor_blocks.i``, ``predictor_norm``, ``predictor_proj`` in a reference file) maps the same
+way onto ``MaskedPredictor`` with ``pos_encoding="rope", rope_layout="vjepa2"``:
+``embeddings.predictor_embeddings`` -> ``embed``, ``layernorm`` -> ``norm``, ``proj`` -> ``proj``,
+blocks as the encoder's. V-JEPA 2 keeps one mask token per mask kind (10 slots, 2 trained); ours
+has one and takes the token ``VJEPA2Model`` predicts with by default (``mask_tokens[1]``).
+``jepa.methods.init_from`` uses it; ``jepa.convert.to_hf`` writes the way back.
 
 Only ``.safetensors`` folders and ``weights_only`` torch files are read (no code from a file);
 equality with ``VJEPA2Model`` is tested on small random configs, for both kinds of source.
@@ -37,6 +45,9 @@ import torch
 from jepa.models.vit import PRESETS, VideoViT
 
 ENCODER_PREFIX = "encoder."
+PREDICTOR_PREFIX = "predictor."
+# transformers' VJEPA2Model predicts with mask_tokens[1 % n] unless told otherwise (mask_index=1).
+MASK_TOKEN_INDEX = 1
 # The V-JEPA 2 sizes a reference file's widths identify: (embed_dim, depth) -> heads.
 REFERENCE_HEADS = {(PRESETS[n][0], PRESETS[n][1]): PRESETS[n][2] for n in ("vjepa2_vitl", "vjepa2_vith", "vjepa2_vitg")}
 REFERENCE_KEYS = ("target_encoder", "encoder")
@@ -70,20 +81,19 @@ def config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def state_dict_from_hf(sd: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Our ``VideoViT`` state dict from a ``VJEPA2Model`` (or ``VJEPA2Encoder``) state dict."""
-    sd = {k[len(ENCODER_PREFIX):] if k.startswith(ENCODER_PREFIX) else k: v for k, v in sd.items()}
-    d, heads = config["embed_dim"], config["num_heads"]
-    head_dim = d // heads
+def _rope_rows(dim: int, heads: int) -> torch.Tensor:
+    """Rows of a query or key projection in our order, as indices into V-JEPA 2's (per head)."""
+    head_dim = dim // heads
     order = rope_channel_order(head_dim)
-    rows = torch.cat([h * head_dim + order for h in range(heads)])  # reorder rows of q and k, per head
-    out: dict[str, torch.Tensor] = {
-        "patch_embed.proj.weight": sd["embeddings.patch_embeddings.proj.weight"],
-        "patch_embed.proj.bias": sd["embeddings.patch_embeddings.proj.bias"],
-        "norm.weight": sd["layernorm.weight"],
-        "norm.bias": sd["layernorm.bias"],
-    }
-    for i in range(config["depth"]):
+    return torch.cat([h * head_dim + order for h in range(heads)])
+
+
+def _blocks_from_hf(sd: dict[str, torch.Tensor], depth: int, dim: int, heads: int, qkv_bias: bool) -> dict[str, torch.Tensor]:
+    """``layer.i.*`` (``transformers`` names) -> our ``blocks.blocks.i.*``, query and key rows
+    reordered to our rotary layout."""
+    rows = _rope_rows(dim, heads)
+    out: dict[str, torch.Tensor] = {}
+    for i in range(depth):
         src, dst = f"layer.{i}.", f"blocks.blocks.{i}."
         for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
             for p in ("weight", "bias"):
@@ -92,14 +102,59 @@ def state_dict_from_hf(sd: dict[str, torch.Tensor], config: dict[str, Any]) -> d
             out[dst + f"attn.proj.{p}"] = sd[src + f"attention.proj.{p}"]
         q, k, v = (sd[src + f"attention.{n}.weight"] for n in ("query", "key", "value"))
         out[dst + "attn.qkv.weight"] = torch.cat([q[rows], k[rows], v])
-        if config.get("qkv_bias", True):
+        if qkv_bias:
             qb, kb, vb = (sd[src + f"attention.{n}.bias"] for n in ("query", "key", "value"))
             out[dst + "attn.qkv.bias"] = torch.cat([qb[rows], kb[rows], vb])
     return out
 
 
-def load_hf_folder(path: str | os.PathLike[str]) -> VideoViT:
-    """A ``VideoViT`` from a ``VJEPA2Model`` folder (``config.json`` + ``*.safetensors``)."""
+def state_dict_from_hf(sd: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Our ``VideoViT`` state dict from a ``VJEPA2Model`` (or ``VJEPA2Encoder``) state dict."""
+    sd = {k[len(ENCODER_PREFIX):] if k.startswith(ENCODER_PREFIX) else k: v for k, v in sd.items()}
+    out: dict[str, torch.Tensor] = {
+        "patch_embed.proj.weight": sd["embeddings.patch_embeddings.proj.weight"],
+        "patch_embed.proj.bias": sd["embeddings.patch_embeddings.proj.bias"],
+        "norm.weight": sd["layernorm.weight"],
+        "norm.bias": sd["layernorm.bias"],
+    }
+    out.update(_blocks_from_hf(sd, config["depth"], config["embed_dim"], config["num_heads"],
+                               config.get("qkv_bias", True)))
+    return out
+
+
+def predictor_config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+    """``MaskedPredictor`` architecture (plus ``qkv_bias``) from a ``VJEPA2Config`` dict."""
+    return dict(
+        embed_dim=int(hf.get("hidden_size", 1024)), predictor_embed_dim=int(hf.get("pred_hidden_size", 384)),
+        depth=int(hf.get("pred_num_hidden_layers", 12)), num_heads=int(hf.get("pred_num_attention_heads", 12)),
+        mlp_ratio=float(hf.get("pred_mlp_ratio", 4.0)), pos_encoding="rope", rope_layout="vjepa2",
+        qkv_bias=bool(hf.get("qkv_bias", True)),
+    )
+
+
+def predictor_state_dict_from_hf(sd: dict[str, torch.Tensor], pconfig: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Our ``MaskedPredictor`` state dict from ``VJEPA2Model``'s ``predictor.*`` weights (the
+    prefix may be there or not). V-JEPA 2 keeps one mask token per mask kind; ours has one, and it
+    takes the token ``VJEPA2Model`` predicts with by default (index ``MASK_TOKEN_INDEX`` mod their
+    number)."""
+    sd = {k[len(PREDICTOR_PREFIX):] if k.startswith(PREDICTOR_PREFIX) else k: v for k, v in sd.items()}
+    tokens = sd["embeddings.mask_tokens"]  # [n, 1, 1, Dp]
+    out: dict[str, torch.Tensor] = {
+        "embed.weight": sd["embeddings.predictor_embeddings.weight"],
+        "embed.bias": sd["embeddings.predictor_embeddings.bias"],
+        "mask_token": tokens[MASK_TOKEN_INDEX % tokens.shape[0]].reshape(1, 1, -1),
+        "norm.weight": sd["layernorm.weight"],
+        "norm.bias": sd["layernorm.bias"],
+        "proj.weight": sd["proj.weight"],
+        "proj.bias": sd["proj.bias"],
+    }
+    out.update(_blocks_from_hf(sd, pconfig["depth"], pconfig["predictor_embed_dim"], pconfig["num_heads"],
+                               pconfig.get("qkv_bias", True)))
+    return out
+
+
+def read_hf_folder(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A ``VJEPA2Model`` folder's config dict and weights (``config.json`` + ``*.safetensors``)."""
     from safetensors.torch import load_file
 
     folder = Path(path)
@@ -116,6 +171,22 @@ def load_hf_folder(path: str | os.PathLike[str]) -> VideoViT:
     sd: dict[str, torch.Tensor] = {}
     for shard in shards:
         sd.update(load_file(str(shard)))
+    return hf, sd
+
+
+def hf_predictor(hf: dict[str, Any], sd: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The predictor of a ``VJEPA2Model`` folder (its architecture and our state dict), or None if
+    the folder holds no predictor weights."""
+    if not any(k.startswith(PREDICTOR_PREFIX) for k in sd):
+        return None
+    pconfig = predictor_config_from_hf(hf)
+    return pconfig, predictor_state_dict_from_hf(sd, pconfig)
+
+
+def load_hf_folder(path: str | os.PathLike[str]) -> VideoViT:
+    """A ``VideoViT`` from a ``VJEPA2Model`` folder (``config.json`` + ``*.safetensors``)."""
+    folder = Path(path)
+    hf, sd = read_hf_folder(folder)
     config = config_from_hf(hf)
     enc = VideoViT(**config)
     missing, unexpected = enc.load_state_dict(state_dict_from_hf(sd, config), strict=False)
@@ -153,6 +224,60 @@ def hf_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tens
             continue
         out[key.replace(".attn.", ".attention.")] = val
     return out
+
+
+def hf_predictor_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A reference predictor state dict (``module.backbone.predictor_blocks.0.attn.qkv.weight``,
+    ``mask_tokens.0``, ...) under the ``transformers`` names of ``VJEPA2Predictor`` (without the
+    ``predictor.`` prefix); ``predictor_pos_embed`` (unused with RoPE) is dropped."""
+    renames = (("predictor_embed.", "embeddings.predictor_embeddings."), ("predictor_blocks.", "layer."),
+               ("predictor_norm.", "layernorm."), ("predictor_proj.", "proj."))
+    out: dict[str, torch.Tensor] = {}
+    tokens: dict[int, torch.Tensor] = {}
+    for key, val in sd.items():
+        key = _clean_reference_key(key)
+        if key == "predictor_pos_embed":
+            continue
+        if key.startswith("mask_tokens."):
+            tokens[int(key.split(".")[1])] = val.reshape(1, 1, -1)
+            continue
+        for old, new in renames:
+            if key.startswith(old):
+                key = new + key[len(old):]
+        if ".attn.qkv." in key:
+            head, tail = key.split(".attn.qkv.")
+            for name, part in zip(("query", "key", "value"), val.chunk(3, dim=0), strict=True):
+                out[f"{head}.attention.{name}.{tail}"] = part
+            continue
+        out[key.replace(".attn.", ".attention.")] = val
+    if tokens:
+        out["embeddings.mask_tokens"] = torch.stack([tokens[i] for i in sorted(tokens)])
+    return out
+
+
+def reference_predictor(obj: dict[str, Any], source: str,
+                        num_heads: int | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The predictor of a reference checkpoint (its architecture and our state dict), or None if
+    the file has none or one this converter does not know (V-JEPA 2.1, AC). Its heads are V-JEPA
+    2's 12 for its 384-wide predictors, else ``num_heads`` (the files do not store them)."""
+    if not isinstance(obj.get("predictor"), dict):
+        return None
+    sd = hf_predictor_names_from_reference(obj["predictor"])
+    needed = ("embeddings.predictor_embeddings.weight", "embeddings.mask_tokens", "layer.0.mlp.fc1.weight", "proj.weight")
+    if any(k not in sd for k in needed):
+        return None
+    w = sd["embeddings.predictor_embeddings.weight"]  # [Dp, D]
+    width = int(w.shape[0])
+    heads = 12 if width == 384 else num_heads
+    if heads is None:
+        return None
+    pconfig = dict(
+        embed_dim=int(w.shape[1]), predictor_embed_dim=width,
+        depth=len({k.split(".")[1] for k in sd if k.startswith("layer.")}), num_heads=int(heads),
+        mlp_ratio=sd["layer.0.mlp.fc1.weight"].shape[0] / width, pos_encoding="rope", rope_layout="vjepa2",
+        qkv_bias="layer.0.attention.query.bias" in sd,
+    )
+    return pconfig, predictor_state_dict_from_hf(sd, pconfig)
 
 
 def config_from_reference(sd: dict[str, torch.Tensor], source: str, num_heads: int | None = None,

@@ -13,8 +13,11 @@
   ``target_encoder`` the EMA target).
 
 Parts the file does not hold start from the model's own initialisation: the predictor for
-encoder files and V-JEPA 2 weights (its predictor is not converted yet), the target encoder as a
-copy of the loaded context encoder. The file's encoder must have the architecture the recipe
+encoder files, the target encoder as a copy of the loaded context encoder. V-JEPA 2's predictor
+loads when the recipe builds the same one (``predictor_embed_dim 384``, ``predictor_depth 12``,
+``predictor_num_heads 12``, ``predictor_rope_layout vjepa2``, as in
+``configs/pretrain/continue_vjepa2_vitl.yaml``); otherwise it starts fresh and the printed line
+names the settings that would load it. The file's encoder must have the architecture the recipe
 builds (width, depth, heads, patching, positions); the positions depend on no clip size, so a
 different ``input_size`` is fine. Everything is read without running code from the file.
 
@@ -54,6 +57,8 @@ class InitWeights:
     encoder: dict[str, torch.Tensor]
     target: dict[str, torch.Tensor] | None = None
     predictor: dict[str, torch.Tensor] | None = None
+    # V-JEPA 2 weights only: the predictor's architecture; it loads when the recipe builds the same
+    predictor_config: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -61,11 +66,19 @@ def _strip(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
-def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust: bool = False) -> InitWeights:
+def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust: bool = False,
+              predictor_heads: int | None = None) -> InitWeights:
     """The weights ``path`` holds (see the module doc); one-line errors for anything else.
-    ``num_heads``: the recipe's, for V-JEPA 2 reference files of a size other than L/H/g (the
-    files do not store it)."""
-    from jepa.convert.vjepa2 import load_hf_folder, reference_encoder, reference_heads
+    ``num_heads`` / ``predictor_heads``: the recipe's, for V-JEPA 2 reference files of sizes other
+    than V-JEPA 2's own (the files do not store them)."""
+    from jepa.convert.vjepa2 import (
+        hf_predictor,
+        load_hf_folder,
+        read_hf_folder,
+        reference_encoder,
+        reference_heads,
+        reference_predictor,
+    )
     from jepa.hub import FORMAT, _encoder_from_checkpoint, _read, latest_checkpoint
     from jepa.safe_load import describe_file
 
@@ -76,7 +89,9 @@ def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust:
                                 "resuming with --ckpt_path needs none of them: add --model.init_args.init_from null")
     if p.is_dir() and (p / "config.json").is_file():
         enc = load_hf_folder(p)
-        return InitWeights(str(p), "V-JEPA 2 encoder (transformers folder)", dict(enc.config), enc.state_dict())
+        pred = hf_predictor(*read_hf_folder(p))
+        return InitWeights(str(p), "V-JEPA 2 model (transformers folder)", dict(enc.config), enc.state_dict(),
+                           predictor=pred[1] if pred else None, predictor_config=pred[0] if pred else None)
     if p.is_dir():
         p = latest_checkpoint(p)
     obj = _read(p, trust)
@@ -96,8 +111,10 @@ def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust:
         heads = reference_heads(obj, num_heads)  # V-JEPA 2's own for its sizes, else the recipe's
         context = reference_encoder(obj, str(p), "encoder", heads)
         target = reference_encoder(obj, str(p), "target_encoder", heads)
+        pred = reference_predictor(obj, str(p), predictor_heads)
         return InitWeights(str(p), "V-JEPA 2 reference checkpoint", dict(context.config), context.state_dict(),
-                           target=target.state_dict())
+                           target=target.state_dict(), predictor=pred[1] if pred else None,
+                           predictor_config=pred[0] if pred else None)
     raise ValueError(f"{KEY}: {p} is {describe_file(obj)}; pass a jepa fit checkpoint, an encoder file or V-JEPA 2 weights")
 
 
@@ -114,6 +131,25 @@ def check_architecture(weights: InitWeights, config: dict[str, Any]) -> None:
         hint = " (V-JEPA 2 weights: encoder vjepa2_vitl, vjepa2_vith or vjepa2_vitg)" if "V-JEPA 2" in weights.kind else ""
         raise ValueError(f"{KEY}: {weights.source} holds a {weights.kind} with {theirs}; the recipe builds {ours}: "
                          f"set model.init_args.encoder / patch_size / tubelet_size / pos_encoding to match{hint}")
+
+
+# MaskedPredictor.config keys -> the VideoJEPA keys that set them
+# (mlp_ratio and qkv_bias have no key: ours are V-JEPA 2's, 4.0 and True)
+PREDICTOR_KEYS = {"predictor_embed_dim": "model.init_args.predictor_embed_dim", "depth": "model.init_args.predictor_depth",
+                  "num_heads": "model.init_args.predictor_num_heads",
+                  "rope_layout": "model.init_args.predictor_rope_layout", "pos_encoding": "model.init_args.pos_encoding",
+                  "mlp_ratio": "predictor mlp_ratio", "qkv_bias": "predictor qkv_bias"}
+
+
+def predictor_difference(theirs: dict[str, Any] | None, ours: dict[str, Any]) -> str:
+    """'' when a V-JEPA 2 predictor (``theirs``; None: not one) fits the recipe's, else the keys
+    and values it would need (``model.init_args.predictor_depth 12, ...``)."""
+    if theirs is None:
+        return ""
+    def norm(v: Any) -> Any:
+        return round(float(v), 6) if isinstance(v, float) else v
+    diff = [k for k in PREDICTOR_KEYS if norm(theirs.get(k)) != norm(ours.get(k))]
+    return ", ".join(f"{PREDICTOR_KEYS[k]} {theirs[k]}" for k in diff)
 
 
 def _load(module: nn.Module, sd: dict[str, torch.Tensor], what: str, source: str) -> None:
@@ -134,7 +170,8 @@ def init_modules(path: str | os.PathLike[str], encoder: nn.Module, predictor: nn
     """Read ``path`` and load it into the built modules (see :func:`apply_init`); every failure
     becomes one :class:`InitFromError` line."""
     try:
-        weights = read_init(path, num_heads=getattr(encoder, "num_heads", None))
+        weights = read_init(path, num_heads=getattr(encoder, "num_heads", None),
+                            predictor_heads=getattr(predictor, "num_heads", None))
         return apply_init(weights, encoder, predictor, target)
     except InitFromError:
         raise
@@ -154,7 +191,10 @@ def apply_init(weights: InitWeights, encoder: nn.Module, predictor: nn.Module,
               weights.source)
         done.append("EMA target encoder" + ("" if weights.target is not None else " (a copy of the context encoder)"))
     fresh = []
-    if weights.predictor is not None:
+    differ = predictor_difference(weights.predictor_config, dict(getattr(predictor, "config", {})))
+    if weights.predictor is not None and differ:
+        fresh.append(f"predictor (the file's has {differ}: set them to start from it)")
+    elif weights.predictor is not None:
         _load(predictor, weights.predictor, "predictor", weights.source)
         done.append("predictor")
     else:

@@ -60,6 +60,9 @@ class VideoJEPA(JepaMethod):
         predictor_embed_dim: predictor width (None: scaled from the encoder).
         predictor_depth: predictor blocks (None: scaled from the encoder).
         predictor_num_heads: predictor heads (None: width / 64).
+        predictor_rope_layout: the predictor's rotary layout with ``pos_encoding="rope"``: "half"
+            (default) or "vjepa2" (V-JEPA 2's, so its predictor's weights load through
+            ``init_from`` and the predictor goes out with ``jepa export --format transformers``).
         init_from: start from these weights (a ``jepa fit`` checkpoint or run folder, an
             encoder file, or V-JEPA 2 weights: see ``jepa.methods.init_from``); the optimiser
             and schedules start afresh. ``--ckpt_path`` resumes a run instead.
@@ -111,6 +114,7 @@ class VideoJEPA(JepaMethod):
         predictor_embed_dim: int | None = None,
         predictor_depth: int | None = None,
         predictor_num_heads: int | None = None,
+        predictor_rope_layout: Literal["half", "vjepa2"] = "half",
         init_from: str | None = None,
         masks: list[MaskSpec] | None = None,
         min_context: int = 4,
@@ -184,6 +188,7 @@ class VideoJEPA(JepaMethod):
             predictor_embed_dim=hp.predictor_embed_dim or width,
             depth=hp.predictor_depth or depth,
             num_heads=hp.predictor_num_heads or heads, pos_encoding=hp.pos_encoding,
+            rope_layout=hp.get("predictor_rope_layout", "half"),
         )
         if hp.target == "ema":
             self.target_encoder = TargetEncoder(self.encoder)

@@ -24,7 +24,7 @@ from jepa.models.blocks import (
     key_padding_to_attn_mask,
     rescale_residual_projections,
 )
-from jepa.models.pos_embed import grid_coords, rope_3d, sincos_3d
+from jepa.models.pos_embed import ROPE_LAYOUTS, grid_coords, rope_3d, sincos_3d
 from jepa.models.vit import POS_ENCODINGS, gather_tokens
 
 
@@ -49,6 +49,9 @@ class MaskedPredictor(nn.Module):
         num_heads: predictor attention heads.
         mlp_ratio: MLP width ratio.
         pos_encoding: "sincos" (added) or "rope" (rotary, inside attention).
+        rope_layout: "half" (ours: coordinates on the training grid's scale) or "vjepa2"
+            (V-JEPA 2's exact rotation on integer token coordinates, needed for its predictor's
+            weights and for the ``transformers`` export; see ``jepa.models.pos_embed.rope_3d``).
     """
 
     def __init__(
@@ -60,10 +63,18 @@ class MaskedPredictor(nn.Module):
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         pos_encoding: str = "sincos",
+        rope_layout: str = "half",
     ) -> None:
         super().__init__()
         if pos_encoding not in POS_ENCODINGS:
             raise ValueError(f"unknown pos_encoding {pos_encoding!r}; choose one of {', '.join(POS_ENCODINGS)}")
+        if rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"unknown rope_layout {rope_layout!r}; choose one of {', '.join(ROPE_LAYOUTS)}")
+        self.rope_layout = rope_layout
+        # the architecture, as VideoViT.config (init_from compares it; the transformers export writes it)
+        self.config = dict(embed_dim=embed_dim, predictor_embed_dim=predictor_embed_dim, depth=depth,
+                           num_heads=num_heads, mlp_ratio=mlp_ratio, pos_encoding=pos_encoding,
+                           rope_layout=rope_layout, qkv_bias=True)
         self.grid_size = tuple(grid_size)
         self.num_heads, self.pos_encoding = num_heads, pos_encoding
         self.embed_dim, self.predictor_embed_dim = embed_dim, predictor_embed_dim
@@ -92,8 +103,9 @@ class MaskedPredictor(nn.Module):
     def rope_tables(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = ("rope", tuple(grid), str(device))
         if key not in self._pos_cache:
-            coords = grid_coords(tuple(grid), self.grid_size, device)
-            self._pos_cache[key] = rope_3d(coords, self.predictor_embed_dim // self.num_heads)
+            exact = self.rope_layout == "vjepa2"  # integer coordinates, as V-JEPA 2 positions tokens
+            coords = grid_coords(tuple(grid), tuple(grid) if exact else self.grid_size, device)
+            self._pos_cache[key] = rope_3d(coords, self.predictor_embed_dim // self.num_heads, layout=self.rope_layout)
         return self._pos_cache[key]  # type: ignore[return-value]
 
     def forward(

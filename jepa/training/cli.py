@@ -6,7 +6,7 @@
   jepa bench data                                                loader vs decode-only vs naive
   jepa bench train --config configs/pretrain/quickstart.yaml     training clips/s and MFU
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
-  jepa export CKPT --out FILE                                    encoder-only file for load_encoder
+  jepa export CKPT --out FILE [--format transformers]            encoder-only file for load_encoder (or a VJEPA2Model folder)
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
   jepa convert vjepa2 HF_FOLDER_OR_PT --out enc.safetensors       V-JEPA 2 weights (transformers or reference) in
@@ -260,8 +260,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from jepa.hub import export_encoder, latest_checkpoint, load_encoder
 
     ckpt = latest_checkpoint(args.checkpoint)
-    if Path(args.out).resolve() == Path(ckpt).resolve():  # not even with --overwrite
-        raise ValueError(f"--out {args.out} is the checkpoint being exported; choose another --out")
+    out_path = Path(args.out).resolve()
+    if out_path == Path(ckpt).resolve() or out_path in Path(ckpt).resolve().parents:  # not even with --overwrite
+        raise ValueError(f"--out {args.out} is (or holds) the checkpoint being exported; choose another --out")
+    if args.format == "transformers":
+        return _export_transformers(args, ckpt)
     if Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it, or choose another --out")
     out = export_encoder(ckpt, args.out, args.which)
@@ -269,6 +272,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     n = sum(p.numel() for p in enc.parameters())
     print(f"wrote {out} from {ckpt}: {args.which} encoder, {n / 1e6:.2f}M parameters, embed_dim {enc.embed_dim}, "
           f"input_size {tuple(enc.input_size)}")
+    return 0
+
+
+def _export_transformers(args: argparse.Namespace, ckpt: Path) -> int:
+    """``jepa export --format transformers``: a folder ``AutoModel.from_pretrained`` loads."""
+    from jepa.convert.to_hf import export_hf
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; --format transformers writes a folder (config.json, "
+                              "model.safetensors): choose a folder name")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} is a folder that is not empty; pass --overwrite to write into it, or choose another --out")
+    for line in export_hf(ckpt, out, args.which, trust=args.trust_checkpoint):
+        print(line)
+    print(f"load it with: transformers.AutoModel.from_pretrained({str(out)!r})")
     return 0
 
 
@@ -497,7 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write an encoder-only file from a jepa fit checkpoint")
     ex.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) from jepa fit, or a run folder (its newest last*.ckpt)")
-    ex.add_argument("--out", required=True, help="output file (e.g. encoder.pt)")
+    ex.add_argument("--out", required=True, help="output file (encoder.pt, encoder.safetensors) or, with "
+                    "--format transformers, a folder")
+    ex.add_argument("--format", default="jepa", choices=["jepa", "transformers"],
+                    help="jepa: an encoder file for jepa.load_encoder (default); transformers: a VJEPA2Model folder "
+                    "(config.json, model.safetensors, video processor) for AutoModel.from_pretrained, with the "
+                    "predictor where it fits; needs V-JEPA 2's RoPE (pos_encoding rope, rope_layout vjepa2)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file (default: refuse)")
     ex.add_argument("--trust-checkpoint", action="store_true",
                     help="the checkpoint / encoder files are trusted: allow loading Python objects from them (runs code from the file)")
