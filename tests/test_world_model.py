@@ -264,3 +264,44 @@ def test_world_model_legacy_weights_become_a_vicreg() -> None:
     assert wm.hparams.regularizer["class_path"] == "jepa.objectives.vicreg.VICReg" and wm.hparams.var_weight is None
     with pytest.raises(ValueError, match="not both"):
         small_wm(var_weight=1.0, regularizer=SIGReg())
+
+
+@pytest.mark.parametrize("name", ["test_vit", "test_resnet"])
+def test_a_frozen_timm_encoder_world_model_fits_and_reloads(name: str, trajectories: Path, tmp_path: Path) -> None:
+    """DINO-WM style: any timm image model, frozen, on its own input size and normalisation; random
+    weights offline. Its patch tokens (ViT: without the class token; CNN: the last feature map's
+    cells) are the latents, and the checkpoint alone rebuilds the model."""
+    import lightning as L
+    import torch.nn.functional as F
+
+    from data_pipelines.trajectory_datamodule import TrajectoryDataModule
+
+    torch.manual_seed(0)
+    dm = TrajectoryDataModule(str(trajectories / "train.csv"), str(trajectories / "val.csv"), num_frames=3,
+                              frameskip=2, batch_size=4)
+    wm = ActionConditionedWorldModel(encoder=f"timm:{name}", predictor_embed_dim=32, predictor_depth=1,
+                                     predictor_num_heads=2, rollout_steps=1, lr=3e-3)
+    timm_model = wm.encoder.backbone.model
+    assert wm.encoder.grid == ((10, 10) if name == "test_vit" else (5, 5))  # 160 px input, patch 16 / stride 32
+    torch.testing.assert_close(wm.pixel_mean.flatten(), torch.tensor([127.5] * 3))  # timm's mean 0.5, not ImageNet's
+    before = {k: v.clone() for k, v in timm_model.state_dict().items()}
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(wm, dm)
+    assert all(torch.equal(before[k], v) for k, v in timm_model.state_dict().items())  # frozen, BN statistics too
+    assert all(not p.requires_grad for p in timm_model.parameters())
+    obs = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    wm.eval()
+    frames = (torch.from_numpy(obs).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        feats = timm_model.eval().forward_features(F.interpolate(frames, size=(160, 160), mode="bilinear",
+                                                                 align_corners=False, antialias=True))
+    ref = feats[:, 1:] if feats.ndim == 3 else feats.flatten(2).transpose(1, 2)
+    torch.testing.assert_close(wm.encode(obs), ref, atol=1e-4, rtol=1e-4)
+    ckpt = tmp_path / "wm.ckpt"
+    trainer.save_checkpoint(ckpt)
+    again = load_world_model(str(ckpt))
+    torch.testing.assert_close(again.encode(obs), wm.encode(obs))
+    with pytest.raises(ValueError, match="timm:no_such_net: timm has no model 'no_such_net'"):
+        ActionConditionedWorldModel(encoder="timm:no_such_net")

@@ -39,6 +39,8 @@ from jepa.methods.base import JepaMethod, check_hparams
 from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
+from jepa.models.timm_frames import PREFIX as TIMM_PREFIX
+from jepa.models.timm_frames import TimmFrames
 from jepa.models.vit import PRESETS, VideoViT
 from jepa.objectives.base import Regularizer
 from jepa.objectives.prediction import LossKind, prediction_loss
@@ -61,6 +63,8 @@ class FrameEncoder(nn.Module):
         elif isinstance(backbone, VideoViT):
             _, gh, gw = backbone.token_grid((backbone.tubelet_size, image_size, image_size))
             self.grid, self.latent_dim = (gh, gw), backbone.embed_dim
+        elif isinstance(backbone, TimmFrames):
+            self.grid, self.latent_dim = backbone.grid, backbone.latent_dim
         else:
             raise TypeError(f"unsupported frame encoder {type(backbone).__name__}")
 
@@ -75,9 +79,17 @@ class ActionConditionedWorldModel(JepaMethod):
     """JEPA world model: frame encoder + block-causal action-conditioned predictor.
 
     Args:
-        encoder: "conv" (small CNN for tiny images) or a ViT preset (``jepa.models.vit.PRESETS``).
-        encoder_checkpoint: a ``jepa fit`` checkpoint or exported encoder to load and *freeze*
-            (V-JEPA 2-AC style); ``encoder`` is then ignored and only the predictor trains.
+        encoder: "conv" (small CNN for tiny images), a ViT preset (``jepa.models.vit.PRESETS``),
+            or ``"timm:<name>"``: any timm image model, *frozen*, on its own input size and
+            normalisation, its patch tokens as latents (DINO-WM style; ``jepa.models.timm_frames``).
+        encoder_checkpoint: a ``jepa fit`` checkpoint, exported encoder or V-JEPA 2 weights
+            (``transformers`` folder) to load and *freeze* (V-JEPA 2-AC style); ``encoder`` is
+            then ignored and only the predictor trains.
+        encoder_pretrained: with ``timm:<name>``, let timm load its pretrained weights (network
+            or its cache; default False: random weights). A trained world model's checkpoint
+            holds the weights, so loading it never downloads.
+        encoder_kwargs: more ``timm.create_model`` arguments with ``timm:<name>`` (e.g.
+            ``{img_size: 112}`` for a ViT at another input size).
         image_size: frame height and width (square frames).
         latent_dim: width of the latent (conv encoder / ViT trained here).
         conv_widths: channels of the conv encoder's stride-2 stages.
@@ -114,6 +126,8 @@ class ActionConditionedWorldModel(JepaMethod):
         self,
         encoder: str = "conv",
         encoder_checkpoint: str | None = None,
+        encoder_pretrained: bool = False,
+        encoder_kwargs: dict[str, Any] | None = None,
         image_size: int = 64,
         latent_dim: int = 64,
         conv_widths: Sequence[int] = (32, 64, 128),
@@ -150,8 +164,10 @@ class ActionConditionedWorldModel(JepaMethod):
         super().__init__()
         if target not in ("stopgrad", "ema", "online"):
             raise ValueError(f"model.init_args.target must be 'stopgrad', 'online' or 'ema', got {target!r}")
-        if encoder != "conv" and encoder not in PRESETS and encoder_checkpoint is None:
-            raise ValueError(f"model.init_args.encoder {encoder!r} is not 'conv' or one of {sorted(PRESETS)}")
+        timm_encoder = encoder.startswith(TIMM_PREFIX) and encoder_checkpoint is None
+        if encoder != "conv" and encoder not in PRESETS and encoder_checkpoint is None and not timm_encoder:
+            raise ValueError(f"model.init_args.encoder {encoder!r} is not 'conv', 'timm:<model name>' or one of "
+                             f"{sorted(PRESETS)}")
         self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
         check_hparams(self.hparams)
         self.hparams["conv_widths"] = [int(w) for w in conv_widths]
@@ -165,15 +181,17 @@ class ActionConditionedWorldModel(JepaMethod):
         self.encoder: FrameEncoder = self._make_encoder()
         if self.regularizer is not None:
             self.regularizer.setup(self.encoder.latent_dim)
-        self.frozen_encoder = encoder_checkpoint is not None
+        self.frozen_encoder = encoder_checkpoint is not None or timm_encoder
         if self.frozen_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
         self.target_encoder = TargetEncoder(self.encoder) if (target == "ema" and not self.frozen_encoder) else None
         self.predictor: ActionConditionedPredictor | None = None
         self.idm: nn.Module | None = None
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+        backbone = self.encoder.backbone
+        mean, std = (backbone.mean, backbone.std) if isinstance(backbone, TimmFrames) else (IMAGENET_MEAN, IMAGENET_STD)
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         if action_dim is not None:
             self._build(int(action_dim))
 
@@ -181,9 +199,19 @@ class ActionConditionedWorldModel(JepaMethod):
     def _make_encoder(self) -> FrameEncoder:
         hp = self.hparams
         if hp.encoder_checkpoint is not None:
+            from pathlib import Path
+
             from jepa.hub import load_encoder
 
+            if Path(hp.encoder_checkpoint).is_dir() and (Path(hp.encoder_checkpoint) / "config.json").is_file():
+                from jepa.convert.vjepa2 import load_hf_folder
+
+                return FrameEncoder(load_hf_folder(hp.encoder_checkpoint), hp.image_size)
             return FrameEncoder(load_encoder(hp.encoder_checkpoint), hp.image_size)
+        if hp.encoder.startswith(TIMM_PREFIX):
+            timm_model = TimmFrames(hp.encoder[len(TIMM_PREFIX):], pretrained=bool(hp.get("encoder_pretrained", False)),
+                                    model_kwargs=hp.get("encoder_kwargs"))
+            return FrameEncoder(timm_model, hp.image_size)
         if hp.encoder == "conv":
             return FrameEncoder(
                 ConvEncoder(hp.image_size, hp.latent_dim, tuple(hp.conv_widths), hp.latent_grid), hp.image_size
@@ -359,8 +387,8 @@ def load_world_model(path: str, map_location: str | torch.device = "cpu", trust:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"world-model checkpoint not found: {path}")
     try:
-        model = ActionConditionedWorldModel.load_from_checkpoint(path, map_location=map_location,
-                                                                 weights_only=not is_trusted(trust))
+        model = ActionConditionedWorldModel.load_from_checkpoint(  # the checkpoint holds any timm weights
+            path, map_location=map_location, weights_only=not is_trusted(trust), encoder_pretrained=False)
     except Exception as e:
         refused = refusal(path, e)
         if refused is not None:
