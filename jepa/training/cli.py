@@ -8,6 +8,7 @@
   jepa fit --config configs/pretrain/quickstart.yaml [overrides]  LightningCLI (also: validate)
   jepa export CKPT --out FILE [--format transformers]            encoder-only file for load_encoder (or a VJEPA2Model folder)
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
+  jepa finetune --encoder FILE --train CSV --val CSV --target COL end-to-end fine-tuning (layer-wise LR decay)
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
   jepa convert vjepa2 HF_FOLDER_OR_PT --out enc.safetensors       V-JEPA 2 weights (transformers or reference) in
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
@@ -349,6 +350,27 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from jepa.probe.finetune import FinetuneConfig, run_finetune
+
+    cfg = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layer_decay=args.layer_decay,
+                         weight_decay=args.weight_decay, drop_path=args.drop_path, hflip_prob=args.hflip,
+                         views=args.views)
+    if args.out and (Path(args.out) / "finetune.json").exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already holds a fine-tuning run; pass --overwrite to replace it, "
+                              "or choose another --out")
+    check_out_dir("--out", args.out)
+    report = run_finetune(args.encoder, args.train, args.val, args.target, test=args.test, cfg=cfg, seeds=args.seeds,
+                          out=args.out, num_workers=args.num_workers, device=args.device,
+                          progress=not args.no_progress)
+    print(report["table"])
+    secs = sum(r["train_seconds"] for r in report["runs"])
+    print(f"training {secs:.0f} s over {args.seeds} seed(s)")
+    if args.out:
+        print(f"wrote {args.out}/finetune.json, finetune.md, encoder.safetensors (seed 0), head.pt")
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     from jepa.benchmarks.train import run_train_benchmark
 
@@ -589,6 +611,29 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cuda" if _cuda() else "cpu")
     pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(func=_cmd_probe)
+
+    ft = sub.add_parser("finetune", help="train the encoder and an attentive head end to end, layer-wise LR decay")
+    ft.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
+    ft.add_argument("--train", required=True, help="manifest CSV to fine-tune on")
+    ft.add_argument("--val", required=True, help="manifest CSV to choose settings on")
+    ft.add_argument("--test", default=None, help="held-out manifest CSV to report on (never used for choices)")
+    ft.add_argument("--target", required=True, help="class label column")
+    ft.add_argument("--epochs", type=positive, default=3)
+    ft.add_argument("--batch-size", type=positive, default=16)
+    ft.add_argument("--lr", type=float, default=2e-4, help="the head's and last block's learning rate")
+    ft.add_argument("--layer-decay", type=float, default=0.75, help="LR factor per block towards the input")
+    ft.add_argument("--weight-decay", type=float, default=0.05)
+    ft.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth in the encoder")
+    ft.add_argument("--hflip", type=float, default=0.0,
+                    help="horizontal flip probability (0: flips change left/right motion labels)")
+    ft.add_argument("--views", type=positive, default=2, help="evenly spaced clips per video at evaluation")
+    ft.add_argument("--seeds", type=positive, default=1, help="repeat with these many seeds (mean and spread)")
+    ft.add_argument("--out", default=None, help="folder for finetune.json / .md, the encoder and the head")
+    ft.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    ft.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
+    ft.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ft.set_defaults(func=_cmd_finetune)
     return parser
 
 
