@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/moving_shapes
 PYTEST_ARGS ?=
 
-.PHONY: demo plan-demo plan-demo-pusht test test-fast bench lint clean
+.PHONY: demo plan-demo plan-demo-pusht test test-fast bench lint clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,13 @@ plan-demo-pusht: $(STAMP)
 	$(BIN)/jepa fit --config configs/world_model/pusht.yaml
 	$(BIN)/jepa plan --world-model $(PT_OUT) --protocol swm --trajectories $(PT_DATA)/val.csv --seed 3 --horizon 5 --oracle-samples 32 --oracle-iterations 3 --out $(PT_OUT)/plan
 
-test: $(STAMP)
+# The report page's browser test needs Chromium: Debian's, installed where apt can (else it is skipped).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+		echo "chromium could not be installed here: the report page's browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

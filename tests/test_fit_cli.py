@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,53 @@ def test_unknown_config_key_is_named(capsys) -> None:
         main(["fit", "--config", "configs/pretrain/quickstart.yaml", "--model.init_args.not_a_key", "1"])
     assert e.value.code != 0
     assert "not_a_key" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def reported(fitted: Path, synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fitted run with a real probe beside it, and its report page."""
+    assert main(["probe", "--encoder", str(fitted), "--train", str(synth_dir / "train.csv"), "--val",
+                 str(synth_dir / "val.csv"), "--target", "direction", "--head", "linear", "--seeds", "1",
+                 "--baselines", "random_init", "--views", "1", "--num-workers", "0", "--no-progress",
+                 "--out", str(fitted / "probe"), "--cache-dir", str(tmp_path_factory.mktemp("cache"))]) == 0
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    assert main(["report", str(fitted), "--out", str(out)]) == 0
+    return out
+
+
+def test_report_page_holds_curves_recipe_and_probes(reported: Path, fitted: Path, capsys) -> None:
+    page = reported.read_text()
+    for section in ('id="curves"', 'id="recipe"', 'id="probes"'):
+        assert section in page
+    assert 'aria-label="train/loss"' in page and 'aria-label="opt/pg1"' in page  # loss terms and learning rates
+    assert "data:image/png;base64," in page and "http" not in page.split("<body>")[1].replace("http://www.w3.org", "")
+    assert "model:" in page and "random init" in page  # the recipe and the probe table
+    assert main(["report", str(fitted), "--out", str(reported)]) != 0
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    empty = reported.parent / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--out", str(reported.parent / "x.html")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no metrics" in err and len(err.splitlines()) == 1
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (make test installs Debian's chromium where apt can)")
+def test_report_page_renders_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    url = reported.resolve().as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for section in ("Training curves", "Recipe", "Frozen probes"):
+        assert f">{section}</h2>" in dom.stdout
+    assert dom.stdout.count("<svg") >= 5 and "<table>" in dom.stdout
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000  # a page with pictures, not a blank one

@@ -9,6 +9,7 @@
   jepa export CKPT --out FILE [--format transformers]            encoder-only file for load_encoder (or a VJEPA2Model folder)
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
   jepa finetune --encoder FILE --train CSV --val CSV --target COL end-to-end fine-tuning (layer-wise LR decay)
+  jepa report RUN [RUN ...] --out report.html                    curves, recipe, probes, plans on one page
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
   jepa convert vjepa2 HF_FOLDER_OR_PT --out enc.safetensors       V-JEPA 2 weights (transformers or reference) in
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
@@ -371,6 +372,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from jepa.training.report import build_report
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    path = build_report(args.runs, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, self-contained: open it in any browser)")
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     from jepa.benchmarks.train import run_train_benchmark
 
@@ -634,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ft.add_argument("--no-progress", action="store_true", help="no progress bar")
     ft.set_defaults(func=_cmd_finetune)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page for one or more run folders")
+    rp.add_argument("runs", nargs="+", help="run folders (jepa fit default_root_dir; probe / finetune / plan outputs)")
+    rp.add_argument("--out", required=True, help="the HTML file to write")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    rp.set_defaults(func=_cmd_report)
     return parser
 
 
