@@ -10,6 +10,7 @@
   jepa probe --encoder FILE --train CSV --val CSV --target COL   frozen linear / attentive probes
   jepa finetune --encoder FILE --train CSV --val CSV --target COL end-to-end fine-tuning (layer-wise LR decay)
   jepa report RUN [RUN ...] --out report.html                    curves, recipe, probes, plans on one page
+  jepa inspect --encoder FILE --data CSV --atoms K --out DIR     sparse dictionary of the tokens, named atoms
   jepa embed --encoder FILE --data CSV --out FEATS.npy            features for your own code (+ FEATS.csv)
   jepa convert vjepa2 HF_FOLDER_OR_PT --out enc.safetensors       V-JEPA 2 weights (transformers or reference) in
   jepa data collect two-rooms --protocol eb-jepa --out DIR      trajectories (video + actions + states)
@@ -383,6 +384,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from jepa.inspect.run import run_inspect, summary_rows
+
+    if args.atoms < args.active:
+        raise ValueError(f"--active {args.active} is more than --atoms {args.atoms}; pass --active <= --atoms")
+    if args.out and (Path(args.out) / "inspect.json").exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already holds an inspection; pass --overwrite to replace it, "
+                              "or choose another --out")
+    check_out_dir("--out", args.out)
+    result = run_inspect(args.encoder, args.data, atoms=args.atoms, active=args.active, out=args.out,
+                         heldout=args.heldout, steps=args.steps, seed=args.seed, baselines=tuple(args.baselines),
+                         show=args.show, layer=args.layer, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                         num_workers=args.num_workers, device=args.device, progress=not args.no_progress)
+    print("| features | R^2 (held-out) | PCA R^2, same k | nameable (AUC >= 0.9) | dead | always on |")
+    print("|---|---|---|---|---|---|")
+    for row in summary_rows(result):
+        print("| " + " | ".join(row) + " |")
+    if args.out:
+        print(f"wrote {args.out}/inspect.html, inspect.json, atoms/*.png, dictionary.pt")
+    return 0
+
+
 def _cmd_bench_train(args: argparse.Namespace) -> int:
     from jepa.benchmarks.train import run_train_benchmark
 
@@ -652,6 +675,26 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="the HTML file to write")
     rp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     rp.set_defaults(func=_cmd_report)
+
+    ins = sub.add_parser("inspect", help="a sparse dictionary of an encoder's tokens: atoms, names, pictures")
+    ins.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
+    ins.add_argument("--data", required=True, help="manifest CSV (its label columns name the atoms)")
+    ins.add_argument("--atoms", type=positive, default=256, help="dictionary size")
+    ins.add_argument("--active", type=positive, default=8, help="atoms active per token (top-k)")
+    ins.add_argument("--heldout", type=float, default=0.3, help="fraction of videos held out for every score")
+    ins.add_argument("--steps", type=positive, default=2000, help="dictionary training steps")
+    ins.add_argument("--seed", type=int, default=0)
+    ins.add_argument("--baselines", nargs="*", default=["random_init"], choices=["random_init"])
+    ins.add_argument("--show", type=positive, default=24, help="atoms shown with pictures")
+    ins.add_argument("--layer", type=int, default=-1, help="block whose tokens to read (-1: the output)")
+    ins.add_argument("--out", default=None, help="folder for inspect.html / .json, atoms/*.png, dictionary.pt")
+    ins.add_argument("--overwrite", action="store_true", help="replace an earlier inspection in --out")
+    ins.add_argument("--cache-dir", default=None, help="feature cache (default: the probes')")
+    ins.add_argument("--batch-size", type=positive, default=16)
+    ins.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
+    ins.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ins.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ins.set_defaults(func=_cmd_inspect)
     return parser
 
 

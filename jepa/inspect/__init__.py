@@ -1,0 +1,1 @@
+"""``jepa inspect``: sparse dictionaries over frozen features (see ``dictionary`` and ``run``)."""
