@@ -384,7 +384,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
+def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
     from jepa.inspect.run import run_inspect, summary_rows
 
     if args.atoms < args.active:
@@ -694,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
     ins.add_argument("--device", default="cuda" if _cuda() else "cpu")
     ins.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ins.set_defaults(func=_cmd_inspect)
+    ins.set_defaults(func=_cmd_inspect_atoms)
     return parser
 
 
