@@ -185,14 +185,17 @@ def hf_predictor(hf: dict[str, Any], sd: dict[str, torch.Tensor]) -> tuple[dict[
 
 def load_hf_folder(path: str | os.PathLike[str]) -> VideoViT:
     """A ``VideoViT`` from a ``VJEPA2Model`` folder (``config.json`` + ``*.safetensors``)."""
-    folder = Path(path)
-    hf, sd = read_hf_folder(folder)
+    return hf_encoder(*read_hf_folder(path), source=str(path))
+
+
+def hf_encoder(hf: dict[str, Any], sd: dict[str, torch.Tensor], source: str) -> VideoViT:
+    """The encoder of a ``VJEPA2Model`` folder that :func:`read_hf_folder` read."""
     config = config_from_hf(hf)
     enc = VideoViT(**config)
     missing, unexpected = enc.load_state_dict(state_dict_from_hf(sd, config), strict=False)
     if missing:
-        raise ValueError(f"{folder}: weights missing for {missing[:5]}")
-    enc.meta = {"source": str(folder), "converted_from": "transformers VJEPA2Model",
+        raise ValueError(f"{source}: weights missing for {missing[:5]}")
+    enc.meta = {"source": source, "converted_from": "transformers VJEPA2Model",
                 "data": {"num_frames": int(hf.get("frames_per_clip", 64)), "crop_size": config["input_size"][1]}}
     return enc.eval()
 

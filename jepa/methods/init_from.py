@@ -72,8 +72,8 @@ def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust:
     ``num_heads`` / ``predictor_heads``: the recipe's, for V-JEPA 2 reference files of sizes other
     than V-JEPA 2's own (the files do not store them)."""
     from jepa.convert.vjepa2 import (
+        hf_encoder,
         hf_predictor,
-        load_hf_folder,
         read_hf_folder,
         reference_encoder,
         reference_heads,
@@ -88,8 +88,8 @@ def read_init(path: str | os.PathLike[str], num_heads: int | None = None, trust:
                                 "file from jepa export, or V-JEPA 2 weights (a transformers folder or vitl.pt); "
                                 "resuming with --ckpt_path needs none of them: add --model.init_args.init_from null")
     if p.is_dir() and (p / "config.json").is_file():
-        enc = load_hf_folder(p)
-        pred = hf_predictor(*read_hf_folder(p))
+        hf, sd = read_hf_folder(p)  # read once: V-JEPA 2 files are large
+        enc, pred = hf_encoder(hf, sd, str(p)), hf_predictor(hf, sd)
         return InitWeights(str(p), "V-JEPA 2 model (transformers folder)", dict(enc.config), enc.state_dict(),
                            predictor=pred[1] if pred else None, predictor_config=pred[0] if pred else None)
     if p.is_dir():
