@@ -114,10 +114,13 @@ def dictionary_report(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit
     dic, log = fit_dictionary(train, atoms=atoms, active=active, steps=steps, seed=seed)
     fit_seconds = time.perf_counter() - start
     flat_held = tokens[held].reshape(-1, d).float()
+    if flat_held.shape[0] > max_tokens:  # R^2 and frequencies on a seeded sample of the held-out tokens
+        flat_held = flat_held[torch.randperm(flat_held.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:max_tokens]]
     codes_held = encode(dic, flat_held)
     freq = (codes_held > 0).float().mean(0)  # fraction of held-out tokens where each atom is active
-    codes_all = encode(dic, tokens.reshape(-1, d).float()).view(n, ntok, atoms)
-    clip_acts = codes_all.amax(1)  # [clips, atoms]
+    chunk = max(1, 65536 // ntok)  # clips per encoding pass: the codes of all tokens are never held at once
+    clip_acts = torch.cat([encode(dic, tokens[i:i + chunk].reshape(-1, d).float()).view(-1, ntok, atoms).amax(1)
+                           for i in range(0, n, chunk)])  # [clips, atoms]
     names = name_units(clip_acts, label_columns(labels), fit, held)
     summary = {
         "atoms": atoms, "active": active, "fit_tokens": int(train.shape[0]), "fit_seconds": fit_seconds,
@@ -127,7 +130,7 @@ def dictionary_report(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit
         "nameable": int(sum(x["heldout_auc"] >= NAMEABLE_AUC for x in names)),
     }
     units = [{"atom": j, "frequency": float(freq[j]), **names[j]} for j in range(atoms)]
-    return dic, {"summary": summary, "atoms": units, "codes": codes_all, "clip_acts": clip_acts}
+    return dic, {"summary": summary, "atoms": units, "clip_acts": clip_acts}
 
 
 def pca_names(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit: torch.Tensor, held: torch.Tensor,
@@ -167,16 +170,15 @@ def _clip_picture(frames: np.ndarray, act: np.ndarray, grid: tuple[int, int, int
     return np.concatenate(row, 1)
 
 
-def atom_picture(dataset: Any, clips: list[tuple[int, int]], codes: torch.Tensor, atom: int,
-                 grid: tuple[int, int, int]) -> bytes:
-    """PNG bytes: the given clips ((dataset row, feature row) each), one row each, with where
-    ``atom`` fires."""
+def atom_picture(dataset: Any, clips: list[tuple[int, torch.Tensor]], atom: int, grid: tuple[int, int, int]) -> bytes:
+    """PNG bytes: the given clips ((dataset row, the clip's codes [N, atoms]) each), one row
+    each, with where ``atom`` fires."""
     from PIL import Image
 
     rows = []
-    for video, i in clips:
+    for video, codes in clips:
         frames = dataset.load_clips(video)["video"][0].numpy()  # first view [T, H, W, 3]
-        act = codes[i, :, atom].view(*grid).numpy()
+        act = codes[:, atom].view(*grid).numpy()
         rows.append(_clip_picture(frames, act, grid))
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
     buf = io.BytesIO()
@@ -229,7 +231,7 @@ def run_inspect(encoder: str | os.PathLike[str], data: str | os.PathLike[str], a
     result["atoms"] = rep["atoms"]
     if out is not None:
         write_outputs(Path(out), result, dataset, fs.index, rep, held, enc.token_grid(enc.input_size), show,
-                      clips_per_atom)
+                      clips_per_atom, dic, tokens)
         torch.save({"state_dict": dic.state_dict(), "dim": dic.dim, "atoms": dic.atoms, "active": dic.active},
                    Path(out) / "dictionary.pt")
     return result
@@ -241,7 +243,8 @@ def _ranked_atoms(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_outputs(out: Path, result: dict[str, Any], dataset: Any, index: torch.Tensor, rep: dict[str, Any],
-                  held: torch.Tensor, grid: tuple[int, int, int], show: int, clips_per_atom: int) -> None:
+                  held: torch.Tensor, grid: tuple[int, int, int], show: int, clips_per_atom: int,
+                  dic: SparseDictionary, tokens: torch.Tensor) -> None:
     """``inspect.json``, ``atoms/*.png`` and ``inspect.html``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "atoms").mkdir(exist_ok=True)
@@ -250,7 +253,7 @@ def write_outputs(out: Path, result: dict[str, Any], dataset: Any, index: torch.
         j = a["atom"]
         acts = rep["clip_acts"][held, j]
         top = held[acts.argsort(descending=True)[:clips_per_atom]].tolist()
-        png = atom_picture(dataset, [(int(index[i]), i) for i in top], rep["codes"], j, grid)
+        png = atom_picture(dataset, [(int(index[i]), encode(dic, tokens[i].float())) for i in top], j, grid)
         (out / "atoms" / f"atom_{j:04d}.png").write_bytes(png)
         a["top_clips"] = [str(dataset.source.paths[int(index[i])]) for i in top]
         name = (f"{a['label']} = {_value_name(dataset, a['label'], a['value'])}" if a["label"] else "no label")
