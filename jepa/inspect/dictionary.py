@@ -132,7 +132,7 @@ def fit_dictionary(features: torch.Tensor, atoms: int = 256, active: int = 8, st
                 log.resampled += int(ids.numel())
             if step % max(1, steps // 20) == 0 or step == steps - 1:
                 log.r2.append(1 - float(((recon - xs) ** 2).sum() / ((xs - xs.mean(0)) ** 2).sum().clamp_min(1e-12)))
-    return model.cpu().eval(), log
+    return model.cpu().eval().requires_grad_(False), log
 
 
 def encode(dictionary: SparseDictionary, features: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
