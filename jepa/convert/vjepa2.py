@@ -206,6 +206,17 @@ def _clean_reference_key(key: str) -> str:
     return key
 
 
+def _put_attention(out: dict[str, torch.Tensor], key: str, val: torch.Tensor) -> None:
+    """A reference block tensor under its ``transformers`` name(s): ``attn.qkv`` splits into
+    ``attention.query / key / value``; other ``attn.`` names become ``attention.``."""
+    if ".attn.qkv." in key:
+        head, tail = key.split(".attn.qkv.")
+        for name, part in zip(("query", "key", "value"), val.chunk(3, dim=0), strict=True):
+            out[f"{head}.attention.{name}.{tail}"] = part
+        return
+    out[key.replace(".attn.", ".attention.")] = val
+
+
 def hf_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A reference encoder state dict (``module.backbone.blocks.0.attn.qkv.weight``, ...) under the
     ``transformers`` names (``layer.0.attention.query.weight``, ...); ``pos_embed`` (unused with
@@ -220,12 +231,7 @@ def hf_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         key = key.replace("patch_embed.", "embeddings.patch_embeddings.")
         if key.startswith("norm."):
             key = "layernorm." + key[len("norm."):]
-        if ".attn.qkv." in key:
-            head, tail = key.split(".attn.qkv.")
-            for name, part in zip(("query", "key", "value"), val.chunk(3, dim=0), strict=True):
-                out[f"{head}.attention.{name}.{tail}"] = part
-            continue
-        out[key.replace(".attn.", ".attention.")] = val
+        _put_attention(out, key, val)
     return out
 
 
@@ -247,12 +253,7 @@ def hf_predictor_names_from_reference(sd: dict[str, torch.Tensor]) -> dict[str, 
         for old, new in renames:
             if key.startswith(old):
                 key = new + key[len(old):]
-        if ".attn.qkv." in key:
-            head, tail = key.split(".attn.qkv.")
-            for name, part in zip(("query", "key", "value"), val.chunk(3, dim=0), strict=True):
-                out[f"{head}.attention.{name}.{tail}"] = part
-            continue
-        out[key.replace(".attn.", ".attention.")] = val
+        _put_attention(out, key, val)
     if tokens:
         out["embeddings.mask_tokens"] = torch.stack([tokens[i] for i in sorted(tokens)])
     return out
