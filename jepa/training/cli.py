@@ -39,6 +39,13 @@ def _add_clip_args(p: argparse.ArgumentParser, num_frames: int = 16, frame_step:
     p.add_argument("--backend", default="pyav", choices=["pyav", "torchcodec"])
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Decoding workers, device and progress bar: the same for every command that reads clips."""
+    p.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def positive(text: str) -> int:
     """An integer >= 1 (argparse type)."""
     value = int(text)
@@ -642,9 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--linear-epochs", type=positive, default=None)
     pr.add_argument("--attentive-epochs", type=positive, default=None)
     pr.add_argument("--batch-size", type=positive, default=16, help="videos per feature-extraction batch")
-    pr.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
-    pr.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_run_args(pr)
     pr.set_defaults(func=_cmd_probe)
 
     ft = sub.add_parser("finetune", help="train the encoder and an attentive head end to end, layer-wise LR decay")
@@ -665,9 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--seeds", type=positive, default=1, help="repeat with these many seeds (mean and spread)")
     ft.add_argument("--out", default=None, help="folder for finetune.json / .md, the encoder and the head")
     ft.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    ft.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
-    ft.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    ft.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_run_args(ft)
     ft.set_defaults(func=_cmd_finetune)
 
     rp = sub.add_parser("report", help="one self-contained HTML page for one or more run folders")
@@ -691,9 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--overwrite", action="store_true", help="replace an earlier inspection in --out")
     ins.add_argument("--cache-dir", default=None, help="feature cache (default: the probes')")
     ins.add_argument("--batch-size", type=positive, default=16)
-    ins.add_argument("--num-workers", type=nonnegative, default=2, help="decoding processes")
-    ins.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    ins.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_run_args(ins)
     ins.set_defaults(func=_cmd_inspect_atoms)
     return parser
 
