@@ -112,7 +112,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0, 255)
 
 
-def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+def shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float | np.ndarray) -> np.ndarray:
     """Inside test in the shape's own frame (u right, v down), radius r."""
     if kind == "circle":
         return u * u + v * v <= r * r
@@ -168,7 +168,7 @@ def render(spec: VideoSpec, cfg: MovingShapesConfig, rng: np.random.Generator) -
     dy = (gy[None] - cy[:, None, None] + size / 2) % size - size / 2
     c, s = math.cos(spec.rotation), math.sin(spec.rotation)
     u, v = c * dx + s * dy, -s * dx + c * dy
-    alpha = coverage(_shape_mask(SHAPES[spec.shape], u, v, spec.radius))
+    alpha = coverage(shape_mask(SHAPES[spec.shape], u, v, spec.radius))
     frames = frames * (1 - alpha) + np.asarray(COLORS[spec.color], np.float32) * alpha
     return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
 

@@ -3,7 +3,7 @@ generator (``data_pipelines.synth``) and trajectory collection (``jepa.envs.coll
 
 write_video            uint8 frames -> a video file with PyAV (deterministic libx264 settings)
 write_manifest         rows (each with a ``path`` key) -> a manifest CSV
-write_split_manifests  ``manifest.csv`` plus a seeded ``train.csv`` / ``val.csv`` split
+write_split_manifests  ``manifest.csv`` plus a seeded ``train.csv`` / ``val.csv`` (/ ``test.csv``) split
 prepare_dataset_dir    refuse to write into an existing dataset unless told to replace it
 """
 
@@ -24,28 +24,33 @@ class DatasetExistsError(FileExistsError):
     """The output folder already holds a dataset and ``overwrite`` was not given."""
 
 
-def prepare_dataset_dir(out: str | os.PathLike, subdir: str, overwrite: bool = False) -> Path:
-    """Make ``out/subdir`` for a new dataset. If ``out`` already holds one (a manifest, or files in
-    ``subdir``), raise :class:`DatasetExistsError` naming it, unless ``overwrite``: then its
-    manifests and ``subdir`` are removed first, so old and new files never mix. Other files in
-    ``out`` are left alone."""
+def prepare_dataset_dir(
+    out: str | os.PathLike, subdir: str, overwrite: bool = False, extra_subdirs: Sequence[str] = ()
+) -> Path:
+    """Make ``out/subdir`` (and ``out/<extra>`` for each of ``extra_subdirs``) for a new dataset.
+    If ``out`` already holds one (a manifest, or files in one of those folders), raise
+    :class:`DatasetExistsError` naming it, unless ``overwrite``: then its manifests and those
+    folders are removed first, so old and new files never mix. Other files in ``out`` are left
+    alone. Returns ``out/subdir``."""
     import shutil
 
     out = Path(out)
-    files = out / subdir
+    folders = [out / d for d in (subdir, *extra_subdirs)]
     manifests = [out / m for m in MANIFESTS if (out / m).is_file()]
-    old = sorted(files.iterdir()) if files.is_dir() else []
+    old = {d.name: len(list(d.iterdir())) for d in folders if d.is_dir() and any(d.iterdir())}
     if manifests or old:
         if not overwrite:
-            held = ", ".join([m.name for m in manifests] + ([f"{len(old)} files in {subdir}/"] if old else []))
+            held = ", ".join([m.name for m in manifests] + [f"{n} files in {d}/" for d, n in old.items()])
             raise DatasetExistsError(f"{out} already holds a dataset ({held}); pass --overwrite to replace it, "
                                      "or choose another --out")
         for m in manifests:
             m.unlink()
-        if files.is_dir():
-            shutil.rmtree(files)
-    files.mkdir(parents=True, exist_ok=True)
-    return files
+        for d in folders:
+            if d.is_dir():
+                shutil.rmtree(d)
+    for d in folders:
+        d.mkdir(parents=True, exist_ok=True)
+    return folders[0]
 
 
 def write_video(
@@ -99,15 +104,19 @@ def write_manifest(path: str | os.PathLike, rows: Sequence[dict[str, object]]) -
 
 
 def write_split_manifests(
-    out: Path, rows: Sequence[dict[str, object]], seed: int, val_fraction: float
+    out: Path, rows: Sequence[dict[str, object]], seed: int, val_fraction: float, test_fraction: float = 0.0
 ) -> Path:
-    """Write ``out/manifest.csv`` (all rows) and a seeded ``train.csv`` / ``val.csv`` split of it
-    (no split when ``val_fraction`` leaves either side empty). Returns the manifest's path."""
+    """Write ``out/manifest.csv`` (all rows) and a seeded ``train.csv`` / ``val.csv`` split of it,
+    plus ``test.csv`` when ``test_fraction`` > 0 (no split when the fractions leave the training
+    side or the validation side empty). Returns the manifest's path."""
     write_manifest(out / "manifest.csv", rows)
-    order = np.random.default_rng([seed, 1 << 30]).permutation(len(rows))
+    order = np.random.default_rng([seed, 1 << 30]).permutation(len(rows)).tolist()
     n_val = int(round(len(rows) * val_fraction))
-    if 0 < n_val < len(rows):
-        val_ids = set(order[:n_val].tolist())
-        write_manifest(out / "train.csv", [r for i, r in enumerate(rows) if i not in val_ids])
+    n_test = int(round(len(rows) * test_fraction))
+    if n_val > 0 and n_val + n_test < len(rows):
+        val_ids, test_ids = set(order[:n_val]), set(order[n_val:n_val + n_test])
+        write_manifest(out / "train.csv", [r for i, r in enumerate(rows) if i not in val_ids and i not in test_ids])
         write_manifest(out / "val.csv", [r for i, r in enumerate(rows) if i in val_ids])
+        if test_ids:
+            write_manifest(out / "test.csv", [r for i, r in enumerate(rows) if i in test_ids])
     return out / "manifest.csv"

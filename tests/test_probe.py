@@ -131,6 +131,11 @@ def test_hparams_are_chosen_without_the_validation_set() -> None:
     b = run_head(cfg, x[:, None], y, xv[:, None], (yv + 1) % 3, "classification", 3, seeds=[0])
     assert a["hparams"] == b["hparams"] and a["trials"] == b["trials"]
     assert len(a["trials"]) == 4 and b["mean"] < 50 < a["mean"]
+    # a test split is only scored: same choice, same val scores, and the same heads' test scores
+    c = run_head(cfg, x[:, None], y, xv[:, None], yv, "classification", 3, seeds=[0],
+                 test_x=xv[:, None], test_y=(yv + 1) % 3)
+    assert c["hparams"] == a["hparams"] and c["mean"] == a["mean"]
+    assert c["test"]["mean"] == b["mean"] and "test" not in a
 
 
 # --------------------------------------------------------------------------------- features
@@ -140,11 +145,48 @@ def test_pixel_features_and_crop_boxes() -> None:
     px = PixelFeatures(patch_size=8, tubelet_size=2)
     video = torch.arange(2 * 3 * 4 * 16 * 16, dtype=torch.float32).view(2, 3, 4, 16, 16)
     tokens = px.forward_features(video)
-    assert tokens.shape == (2, 2 * 2 * 2, 3 * 4)
+    assert tokens.shape == (2, 2 * 2 * 2, 3 * 4 + 6 * 6)  # 2x2 cells x 3 channels, then position codes
     # token 0 = tubelet 0, patch (0, 0): channel-0 value of its top-left 4x4 cell, averaged over 2 frames
     torch.testing.assert_close(tokens[0, 0, 0], video[0, 0, :2, :4, :4].mean())
+    torch.testing.assert_close(tokens[1, :, 12:], px.position_codes((2, 2, 2)))
+    assert len({tuple(r.tolist()) for r in tokens[0, :, 12:]}) == 8  # every token's position is distinct
+    assert px.pool_tokens(tokens[:, None]).shape == (2, 1, 8 * 12)  # linear baseline: pixels only
     boxes = crop_boxes(torch.tensor([[48, 64]]), ClipSpec(size=32, crops=3, crop_fraction=0.5))
     assert [b[0].tolist() for b in boxes] == [[0, 0, 24, 24], [20, 12, 44, 36], [40, 24, 64, 48]]
+
+
+def _moving_dot_clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips [n, 3, 4, 8, 32] of a dot one 4x4 cell large that jumps one 8-px patch per tubelet,
+    left (label 0) or right (1), from a random cell of a random patch."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    video = torch.zeros(n, 3, 4, 8, 32)
+    for i in range(n):
+        row = int(torch.randint(0, 2, (1,), generator=g)) * 4
+        cell = int(torch.randint(0, 2, (1,), generator=g)) * 4
+        patch = int(torch.randint(0, 3, (1,), generator=g)) + (0 if y[i] else 1)  # room to move
+        for t in range(2):
+            x = 8 * (patch + (t if y[i] else -t)) + cell
+            video[i, :, 2 * t: 2 * t + 2, row: row + 4, x: x + 4] = 1.0
+    return video, y
+
+
+def test_pixel_baseline_reads_motion_with_positions() -> None:
+    """Without position codes a left and a right motion give the attentive pixel baseline the
+    same bag of tokens, so no head could tell them apart; with them an attentive head learns it."""
+    right, left = torch.zeros(1, 3, 4, 8, 32), torch.zeros(1, 3, 4, 8, 32)
+    right[..., :2, 0:4, 8:12] = right[..., 2:, 0:4, 16:20] = 1.0
+    left[..., :2, 0:4, 16:20] = left[..., 2:, 0:4, 8:12] = 1.0
+    for positions, same in ((0, True), (6, False)):
+        px = PixelFeatures(patch_size=8, tubelet_size=2, positions=positions)
+        bags = [sorted(map(tuple, px.forward_features(v)[0].tolist())) for v in (right, left)]
+        assert (bags[0] == bags[1]) is same
+    px = PixelFeatures(patch_size=8, tubelet_size=2)
+    videos, y = _moving_dot_clips(256, 0)
+    videos_v, yv = _moving_dot_clips(128, 1)
+    x, xv = px.forward_features(videos)[:, None], px.forward_features(videos_v)[:, None]
+    cfg = HeadConfig("attentive", lrs=(1e-2,), weight_decays=(1e-2,), epochs=40, batch_size=32, num_heads=4, warmup_epochs=2)
+    assert run_head(cfg, x, y, xv, yv, "classification", 2, seeds=[0])["mean"] > 90
 
 
 def _tiny_encoder(seed: int = 0) -> VideoViT:
@@ -237,10 +279,17 @@ def test_run_probe_reports_all_models_and_heads(synth_dir: Path, tiny_encoder_fi
     again = run_probe(
         tiny_encoder_file, synth_dir / "train.csv", synth_dir / "val.csv", ["direction"], heads=["linear"],
         seeds=1, cache_dir=tmp_path / "cache", num_workers=0, batch_size=4, head_configs=FAST, progress=False,
-        baselines=["pixels"],
+        baselines=["pixels"], test=synth_dir / "val.csv", out=tmp_path / "with_test",
     )
     # linear-only features (no tokens) are a separate, smaller cache entry
     assert set(again["probes"][0]["results"]) == {"pretrained", "pixels"} and again["cache"]["pretrained"] == "miss"
+    # --test: the same heads scored on a second manifest (here val again, so the scores agree)
+    entry = again["probes"][0]
+    assert entry["test"]["videos"] == entry["val_videos"]
+    for name, r in entry["results"].items():
+        assert entry["test"]["results"][name]["mean"] == r["mean"] and "test" not in r
+    md = (tmp_path / "with_test" / "probe.md").read_text()
+    assert "Scored on val" in md and "Scored on test" in md and md.count("| direction | linear |") == 2
 
 
 def test_probe_cli_and_its_errors(synth_dir: Path, tiny_encoder_file: Path, tmp_path: Path, capsys) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,17 +46,32 @@ CACHE_VERSION = 1
 
 class PixelFeatures(nn.Module):
     """Raw-pixel baseline: the normalised clip, area-downsampled to 2x2 pixels per encoder patch
-    and one frame per tubelet, cut into tokens on the encoder's grid. Its pooled vector is the
-    whole downsampled clip (the usual raw-pixel linear baseline), not a mean."""
+    and one frame per tubelet, cut into tokens on the encoder's grid.
 
-    flatten_pooled = True
+    Each token also carries sinusoidal codes of its (time, row, column) position (``positions``
+    frequencies per axis): without them an attentive head sees a bag of colours and cannot read
+    where or when anything is (motion direction, for one), so it would not be a fair baseline.
+    Tokens are ``3 * cells**2 + 6 * positions`` wide (48 by default), probed with
+    ``attentive_heads`` heads. The pooled vector (linear probes) is the whole downsampled clip,
+    pixels only (the usual raw-pixel linear baseline), not a mean."""
 
-    def __init__(self, patch_size: int, tubelet_size: int, cells: int = 2) -> None:
+    def __init__(self, patch_size: int, tubelet_size: int, cells: int = 2, positions: int = 6, attentive_heads: int = 4) -> None:
         super().__init__()
         if patch_size % cells:
             raise ValueError(f"patch_size {patch_size} is not divisible by cells {cells}")
-        self.patch_size, self.tubelet_size, self.cells = patch_size, tubelet_size, cells
-        self.config = {"pixels": True, "patch_size": patch_size, "tubelet_size": tubelet_size, "cells": cells}
+        self.patch_size, self.tubelet_size, self.cells, self.positions = patch_size, tubelet_size, cells, positions
+        self.pixel_dims = 3 * cells * cells
+        self.attentive_heads = attentive_heads
+        self.config = {"pixels": True, "patch_size": patch_size, "tubelet_size": tubelet_size, "cells": cells,
+                       "positions": positions}
+
+    def position_codes(self, grid: tuple[int, int, int]) -> torch.Tensor:
+        """[t*h*w, 6 * positions]: sin and cos of pi * 2^k * coordinate (in [0, 1]) for each axis."""
+        axes = [torch.linspace(0, 1, n) if n > 1 else torch.zeros(1) for n in grid]
+        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)  # [N, 3]
+        freqs = math.pi * 2.0 ** torch.arange(self.positions)
+        angles = (coords[:, :, None] * freqs).reshape(len(coords), -1)
+        return torch.cat([angles.sin(), angles.cos()], -1)
 
     def forward_features(self, video: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = video.shape
@@ -63,7 +79,15 @@ class PixelFeatures(nn.Module):
         x = F.avg_pool3d(video, (self.tubelet_size, k, k))  # [B, C, t, h*cells, w*cells]
         gt, gh, gw = x.shape[2], x.shape[3] // self.cells, x.shape[4] // self.cells
         x = x.view(b, c, gt, gh, self.cells, gw, self.cells).permute(0, 2, 3, 5, 1, 4, 6)
-        return x.reshape(b, gt * gh * gw, c * self.cells * self.cells)
+        x = x.reshape(b, gt * gh * gw, c * self.cells * self.cells)
+        if not self.positions:
+            return x
+        pos = self.position_codes((gt, gh, gw)).to(x)
+        return torch.cat([x, pos.expand(b, -1, -1)], -1)
+
+    def pool_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[..., N, D] tokens -> the flattened pixels [..., N * pixel_dims] (no position codes)."""
+        return tokens[..., : self.pixel_dims].flatten(-2)
 
 
 @dataclass
@@ -206,7 +230,8 @@ def extract_features(
             for name, m in todo.items():
                 toks = torch.stack([_encode(m, v, layer) for v in views], 1)  # [B*K, crops, N, D]
                 toks = toks.reshape(b, k * spec.crops, *toks.shape[2:]).float().cpu()
-                pooled[name].append(toks.flatten(2) if getattr(m, "flatten_pooled", False) else toks.mean(2))
+                pool = getattr(m, "pool_tokens", None)
+                pooled[name].append(pool(toks) if pool is not None else toks.mean(2))
                 if keep_tokens:
                     tokens[name].append(toks.half())
             for col in labels:

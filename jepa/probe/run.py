@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,9 +81,14 @@ def run_probe(
     device: str = "cpu",
     head_configs: dict[str, HeadConfig] | None = None,
     progress: bool = True,
+    test: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Probe a frozen encoder on ``targets`` (manifest label columns); returns the report dict and
-    writes ``probe.json``, ``probe.md`` and ``probe.png`` under ``out`` when given."""
+    writes ``probe.json``, ``probe.md`` and ``probe.png`` under ``out`` when given.
+
+    Heads are chosen on held-out *training* videos and scored on ``val``; with ``test`` the same
+    heads are also scored on that manifest (``entry["test"]``, a second table in ``probe.md``).
+    Report the test split for a recipe chosen by looking at val."""
     configs = {**DEFAULT_HEADS, **(head_configs or {})}
     unknown = [h for h in heads if h not in configs]
     if unknown:
@@ -100,7 +106,9 @@ def run_probe(
     spec = clip_spec_for(enc, encoder_meta(encoder), views, crops, frame_step, crop_fraction)
     train_set = probe_dataset(train, spec)
     val_set = probe_dataset(val, spec, vocab=train_set.source.vocab)
-    for name, ds in (("train", train_set), ("val", val_set)):
+    test_set = probe_dataset(test, spec, vocab=train_set.source.vocab) if test is not None else None
+    splits = [("train", train_set), ("val", val_set)] + ([("test", test_set)] if test_set is not None else [])
+    for name, ds in splits:
         missing = [t for t in targets if t not in ds.label_names]
         if missing:
             raise ValueError(f"--target {missing} not in the {name} manifest {ds.source.origin}; its label columns: {ds.label_names}")
@@ -114,6 +122,7 @@ def run_probe(
     kw = dict(cache=cache, keep_tokens=keep_tokens, layer=layer, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
     feats_train = extract_features(models, train_set, spec, desc="train features", **kw)  # type: ignore[arg-type]
     feats_val = extract_features(models, val_set, spec, desc="val features", **kw)  # type: ignore[arg-type]
+    feats_test = extract_features(models, test_set, spec, desc="test features", **kw) if test_set is not None else None  # type: ignore[arg-type]
     extracted = time.perf_counter()
     entries = []
     for target in targets:
@@ -121,9 +130,15 @@ def run_probe(
         kind: Task = infer_task(y_tr_all) if task == "auto" else task
         keep_tr = ~torch.isnan(y_tr_all.float()) if kind == "regression" else torch.ones_like(y_tr_all, dtype=torch.bool)
         keep_va = ~torch.isnan(y_va_all.float()) if kind == "regression" else torch.ones_like(y_va_all, dtype=torch.bool)
+        y_te_all = feats_test["pretrained"].labels[target] if feats_test is not None else None
+        keep_te = None
+        if y_te_all is not None:
+            keep_te = ~torch.isnan(y_te_all.float()) if kind == "regression" else torch.ones_like(y_te_all, dtype=torch.bool)
         if kind == "classification":
             y_tr_all, y_va_all = y_tr_all.long(), y_va_all.long()
-        num_out = int(max(y_tr_all.max(), y_va_all.max())) + 1 if kind == "classification" else 1
+            y_te_all = y_te_all.long() if y_te_all is not None else None
+        top = [y_tr_all.max(), y_va_all.max()] + ([y_te_all.max()] if y_te_all is not None else [])
+        num_out = int(max(top)) + 1 if kind == "classification" else 1
         for head in heads:
             cfg = configs[head]
             results = {}
@@ -131,30 +146,48 @@ def run_probe(
                 ftr, fva = feats_train[name], feats_val[name]
                 xtr, xva = (ftr.tokens, fva.tokens) if head == "attentive" else (ftr.pooled, fva.pooled)
                 assert xtr is not None and xva is not None
+                xte = yte = None
+                if feats_test is not None and y_te_all is not None and keep_te is not None:
+                    fte = feats_test[name]
+                    xte = (fte.tokens if head == "attentive" else fte.pooled)[keep_te]
+                    yte = y_te_all[keep_te]
                 t0 = time.perf_counter()
+                heads_for = getattr(models[name], "attentive_heads", None)  # the pixel tokens' own width
                 results[name] = run_head(
-                    cfg, xtr[keep_tr], y_tr_all[keep_tr], xva[keep_va], y_va_all[keep_va], kind, num_out, range(seeds), device
+                    replace(cfg, num_heads=heads_for) if heads_for and head == "attentive" else cfg, xtr[keep_tr], y_tr_all[keep_tr], xva[keep_va], y_va_all[keep_va], kind, num_out, range(seeds), device,
+                    test_x=xte, test_y=yte,
                 )
                 results[name]["seconds"] = time.perf_counter() - t0
                 log.info("%s %s %s: %.3f", target, head, name, results[name]["mean"])
-            entries.append({
+            entry = {
                 "target": target, "head": head, "task": kind, "metric": primary_metric(kind),
                 "num_classes": num_out if kind == "classification" else None,
                 "results": results, "margin": margins(results),
                 "train_videos": int(keep_tr.sum()), "val_videos": int(keep_va.sum()),
-            })
+            }
+            if keep_te is not None:
+                test_results = {n: r.pop("test") for n, r in results.items()}
+                entry["test"] = {"results": test_results, "margin": margins(test_results), "videos": int(keep_te.sum())}
+            entries.append(entry)
     report = {
-        "encoder": str(encoder), "train": str(train), "val": str(val), "spec": spec.__dict__, "layer": layer,
+        "encoder": str(encoder), "train": str(train), "val": str(val), "test": None if test is None else str(test),
+        "spec": spec.__dict__, "layer": layer,
         "seeds": seeds, "heads": {h: configs[h].__dict__ for h in heads},
-        "skipped_videos": {"train": train_set.skip_count, "val": val_set.skip_count},
+        "skipped_videos": {name: ds.skip_count for name, ds in splits},
         "cache": {n: feats_train[n].meta.get("cache") for n in models},
         "seconds": {"features": extracted - start, "heads": time.perf_counter() - extracted},
         "probes": entries,
     }
     report["table"] = markdown_table(entries)
+    if test is not None:
+        report["test_table"] = markdown_table([{**e, **e["test"]} for e in entries])
     if out is not None:
         out = Path(out)
         write_json(report, out / "probe.json")
-        (out / "probe.md").write_text(report["table"] + "\n")
+        text = report["table"] + "\n"
+        if test is not None:
+            text = (f"Scored on val ({val}):\n\n{report['table']}\n\n"
+                    f"Scored on test ({test}):\n\n{report['test_table']}\n")
+        (out / "probe.md").write_text(text)
         bar_chart(entries, out / "probe.png", title=f"{Path(encoder).name}: frozen probes, {seeds} seeds")
     return report

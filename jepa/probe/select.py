@@ -56,6 +56,13 @@ def select_hparams(
     return {"lr": best["lr"], "weight_decay": best["weight_decay"]}, trials
 
 
+def _summary(runs: list[dict[str, float]], task: Task) -> dict[str, object]:
+    metrics = {k: [r[k] for r in runs] for k in runs[0]}
+    summary = {k: {"mean": _mean(v), "std": _std(v), "values": v} for k, v in metrics.items()}
+    metric = primary_metric(task)
+    return {"mean": summary[metric]["mean"], "std": summary[metric]["std"], "metrics": summary}
+
+
 def run_head(
     cfg: HeadConfig,
     train_x: torch.Tensor,
@@ -67,15 +74,15 @@ def run_head(
     seeds: Sequence[int],
     device: str | torch.device = "cpu",
     batched: bool = True,
+    test_x: torch.Tensor | None = None,
+    test_y: torch.Tensor | None = None,
 ) -> dict[str, object]:
-    """Choose hyper-parameters on the training set, then train once per seed and score on val."""
+    """Choose hyper-parameters on the training set, then train once per seed and score on val
+    (and on test when given: the same trained heads, scored under ``"test"``)."""
     hp, trials = select_hparams(cfg, train_x, train_y, task, num_out, device, batched)
     members = [Member(hp["lr"], hp["weight_decay"], seed) for seed in seeds]
-    runs = [score(predict(head, val_x, device=device), val_y, task, scaler)
-            for head, scaler in _train(cfg, train_x, train_y, task, num_out, members, device, batched)]
-    metrics = {k: [r[k] for r in runs] for k in runs[0]}
-    summary = {k: {"mean": _mean(v), "std": _std(v), "values": v} for k, v in metrics.items()}
-    metric = primary_metric(task)
-    return {"mean": summary[metric]["mean"], "std": summary[metric]["std"], "metrics": summary, "hparams": hp, "trials": trials}
-
-
+    heads = _train(cfg, train_x, train_y, task, num_out, members, device, batched)
+    out = _summary([score(predict(head, val_x, device=device), val_y, task, scaler) for head, scaler in heads], task)
+    if test_x is not None and test_y is not None:
+        out["test"] = _summary([score(predict(head, test_x, device=device), test_y, task, scaler) for head, scaler in heads], task)
+    return {**out, "hparams": hp, "trials": trials}

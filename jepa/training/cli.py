@@ -103,13 +103,28 @@ def check_out_dir(flag: str, out: str | None) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     import time
 
+    start = time.perf_counter()
+    if args.kind == "physics-shapes":
+        from data_pipelines.physics_shapes import FACTORS, PhysicsShapesConfig, make_physics_shapes
+
+        pcfg = PhysicsShapesConfig(size=args.size, frames=args.frames, fps=args.video_fps, gop=args.gop,
+                                   factors=tuple(f for f in FACTORS if f not in (args.without or ())))
+        val = 0.1 if args.val_fraction is None else args.val_fraction
+        test = 0.1 if args.test_fraction is None else args.test_fraction
+        manifest = make_physics_shapes(args.out, args.videos, args.seed, pcfg, val, test, args.workers, args.overwrite)
+        print(f"wrote {args.videos} videos and {manifest} in {time.perf_counter() - start:.1f} s")
+        return 0
     from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
 
+    if args.without or args.test_fraction:
+        flag = "--without" if args.without else "--test-fraction"
+        raise ValueError(f"{flag} is for physics-shapes; moving-shapes has no factors to switch off and writes "
+                         "train/val only (generate a test set with another --seed)")
     cfg = MovingShapesConfig(
         size=args.size, frames=args.frames, fps=args.video_fps, distractors=args.distractors, gop=args.gop
     )
-    start = time.perf_counter()
-    manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, args.val_fraction, args.workers, args.overwrite)
+    val = 0.2 if args.val_fraction is None else args.val_fraction
+    manifest = make_moving_shapes(args.out, args.videos, args.seed, cfg, val, args.workers, args.overwrite)
     print(f"wrote {args.videos} videos and {manifest} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -349,9 +364,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, views=args.views, crops=args.crops, frame_step=args.frame_step,
         crop_fraction=args.crop_fraction, layer=args.layer, baselines=args.baselines, task=args.task,
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, head_configs=configs,
-        progress=not args.no_progress,
+        progress=not args.no_progress, test=args.test,
     )
-    print(report["table"])
+    if args.test:
+        print(f"val ({args.val}):\n{report['table']}\ntest ({args.test}):\n{report['test_table']}")
+    else:
+        print(report["table"])
     secs = report["seconds"]
     print(f"features {secs['features']:.0f} s (cache: {report['cache']}), heads {secs['heads']:.0f} s")
     if args.out:
@@ -439,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True
     )
     synth = data.add_parser("synth", help="write a built-in synthetic dataset as video files")
-    synth.add_argument("kind", choices=["moving-shapes"])
+    synth.add_argument("kind", choices=["moving-shapes", "physics-shapes"],
+                       help="moving-shapes: one shape at constant velocity (the quickstart's data); physics-shapes: "
+                            "1-3 shapes with gravity, collisions, rotation, scaling, occlusion and a moving camera")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out (default: refuse)")
     synth.add_argument("--videos", type=positive, default=2000)
@@ -448,8 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frames", type=positive, default=32, help="frames per video")
     synth.add_argument("--video-fps", type=positive, default=25)
     synth.add_argument("--gop", type=positive, default=16, help="keyframe interval")
-    synth.add_argument("--distractors", type=nonnegative, default=1)
-    synth.add_argument("--val-fraction", type=float, default=0.2)
+    synth.add_argument("--distractors", type=nonnegative, default=1, help="moving-shapes: bouncing distractor discs")
+    synth.add_argument("--without", nargs="+", default=None,
+                       choices=["gravity", "collisions", "rotation", "scaling", "pan", "zoom"],
+                       help="physics-shapes: factors held at 'none' (e.g. pretrain without rotation, probe spin on videos with it)")
+    synth.add_argument("--val-fraction", type=fraction, default=None, help="default 0.2 (moving-shapes), 0.1 (physics-shapes)")
+    synth.add_argument("--test-fraction", type=fraction, default=None, help="physics-shapes: share in test.csv (default 0.1)")
     synth.add_argument("--workers", type=nonnegative, default=None)
     synth.set_defaults(func=_cmd_synth)
 
@@ -629,7 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="frozen-encoder linear / attentive probes with random-init and pixel baselines")
     pr.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
     pr.add_argument("--train", required=True, help="training manifest CSV (label columns)")
-    pr.add_argument("--val", required=True, help="validation manifest CSV")
+    pr.add_argument("--val", required=True, help="validation manifest CSV (scored; heads are chosen on held-out training videos)")
+    pr.add_argument("--test", default=None, help="test manifest CSV, scored by the same heads as a second table (report it)")
     pr.add_argument("--target", required=True, nargs="+", help="label column(s) to probe")
     pr.add_argument("--head", nargs="+", default=["linear"], choices=["linear", "attentive"])
     pr.add_argument("--seeds", type=positive, default=3, help="head trainings per model (mean and std reported)")
