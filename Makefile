@@ -17,17 +17,22 @@ $(STAMP): pyproject.toml
 
 DEMO_OUT ?= outputs/quickstart
 
+DEMO_STAGES ?= outputs/demo_stages.tsv
+STAGE = $(BIN)/python tools/stages.py run $(DEMO_STAGES)
+
 demo: $(STAMP)
-	test -f $(DEMO_DATA)/manifest.csv || $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
-	$(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 3
-	$(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
-	$(BIN)/jepa export $(DEMO_OUT) --out $(DEMO_OUT)/encoder.pt
-	$(BIN)/jepa probe --encoder $(DEMO_OUT)/encoder.pt --train $(DEMO_DATA)/train.csv --val $(DEMO_DATA)/val.csv \
+	@mkdir -p $(dir $(DEMO_STAGES)) && rm -f $(DEMO_STAGES)
+	test -f $(DEMO_DATA)/manifest.csv || $(STAGE) dataset -- $(BIN)/jepa data synth moving-shapes --out $(DEMO_DATA) --videos 2000 --seed 0
+	$(STAGE) "data check" -- $(BIN)/jepa data check $(DEMO_DATA)/train.csv --num-frames 8 --frame-step 3
+	$(STAGE) pretraining -- $(BIN)/jepa fit --config configs/pretrain/quickstart.yaml
+	$(STAGE) export -- $(BIN)/jepa export $(DEMO_OUT) --out $(DEMO_OUT)/encoder.pt
+	$(STAGE) probes -- $(BIN)/jepa probe --encoder $(DEMO_OUT)/encoder.pt --train $(DEMO_DATA)/train.csv --val $(DEMO_DATA)/val.csv \
 		--target direction shape --head linear attentive --seeds 3 --out $(DEMO_OUT)/probe
 	@echo "logs:        $(DEMO_OUT)/csv (CSV), $(DEMO_OUT)/wandb (offline; 'wandb sync' to upload)"
 	@echo "checkpoints: $(DEMO_OUT)/checkpoints (last*.ckpt, best-*.ckpt; resume with --ckpt_path last)"
 	@echo "encoder:     $(DEMO_OUT)/encoder.pt  (python: jepa.load_encoder('$(DEMO_OUT)/encoder.pt'))"
 	@echo "probes:      $(DEMO_OUT)/probe/probe.md, probe.json, probe.png (linear + attentive vs random-init and pixels)"
+	@$(BIN)/python tools/stages.py report $(DEMO_STAGES)
 
 TR_DATA ?= data/two_rooms
 TR_OUT ?= outputs/two_rooms
