@@ -56,3 +56,26 @@ def test_unknown_override_key_is_a_clear_error() -> None:
         run_train_benchmark(QUICKSTART, overrides=["encoder_depth=3"])
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["vit_tiny"])
+
+
+def test_build_train_step_applies_a_full_step() -> None:
+    """The step tools/step_vs_vjepa2.py times beside V-JEPA 2's: parameters and the EMA move."""
+    from jepa.benchmarks.train import build_train_step
+
+    step, model = build_train_step({"encoder": "vit_pico", "patch_size": 16, "tubelet_size": 2, "predictor_depth": 1},
+                                   (4, 32, 32), 2)
+    assert model.encoder is not None and model.target_encoder is not None
+    before = [p.detach().clone() for p in model.encoder.parameters()]
+    target_before = next(iter(model.target_encoder.parameters())).detach().clone()
+    step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.encoder.parameters(), strict=True))
+    assert not torch.equal(target_before, next(iter(model.target_encoder.parameters())))
+
+
+def test_step_vs_vjepa2_names_a_wrong_checkout(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "step_vs_vjepa2.py"
+    r = subprocess.run([sys.executable, str(tool), "--vjepa2", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and str(tmp_path) in r.stderr and "Traceback" not in r.stderr

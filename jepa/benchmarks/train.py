@@ -198,6 +198,51 @@ def _params(module: torch.nn.Module | None) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
+def _train_step(
+    model_args: dict[str, Any], size: tuple[int, int, int], batch: int, dev: torch.device, prec: str, clip: float | None,
+) -> tuple[Callable[[], None], VideoJEPA, Callable[[], torch.Tensor], torch.optim.Optimizer]:
+    model = VideoJEPA(**model_args, input_size=size).to(dev)
+    model.train()
+    assert model.encoder is not None and model.predictor is not None
+    hp = model.hparams
+    opt = torch.optim.AdamW(
+        param_groups(model.trained_modules()),
+        lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
+    )
+    trained = [p for g in opt.param_groups for p in g["params"]]
+    video = torch.randn(batch, 3, *size, device=dev)
+
+    def forward_backward() -> torch.Tensor:
+        with autocast(dev, prec):
+            loss, _, _ = model.compute_loss(video)
+        loss.backward()
+        return loss.detach()
+
+    def step() -> None:
+        forward_backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(trained, clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if model.target_encoder is not None:
+            model.target_encoder.update(model.encoder, 0.999)
+
+    return step, model, forward_backward, opt
+
+
+def build_train_step(
+    model_args: dict[str, Any], size: tuple[int, int, int], batch: int, device: torch.device | str = "cpu",
+    precision: str | None = None, clip: float | None = None,
+) -> tuple[Callable[[], None], VideoJEPA]:
+    """One full optimizer step of ``VideoJEPA(**model_args)`` on a fixed random batch of
+    ``batch`` clips of ``size`` (T, H, W): masks sampled by the module, loss, backward, [grad clip],
+    AdamW step, EMA update. Returns (step, model); what ``jepa bench train`` times, for scripts
+    that time it beside something else (``tools/step_vs_vjepa2.py``)."""
+    dev = torch.device(device)
+    step, model, _, _ = _train_step(model_args, size, batch, dev, resolve_precision(precision, dev), clip)
+    return step, model
+
+
 def run_train_benchmark(
     config: str,
     steps: int = 10,
@@ -232,31 +277,8 @@ def run_train_benchmark(
     prec = resolve_precision(precision, dev)
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
 
-    model = VideoJEPA(**model_args, input_size=size).to(dev)
-    model.train()
-    assert model.encoder is not None and model.predictor is not None
+    step, model, forward_backward, opt = _train_step(model_args, size, batch, dev, prec, clip)
     hp = model.hparams
-    opt = torch.optim.AdamW(
-        param_groups(model.trained_modules()),
-        lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay,
-    )
-    trained = [p for g in opt.param_groups for p in g["params"]]
-    video = torch.randn(batch, 3, *size, device=dev)
-
-    def forward_backward() -> torch.Tensor:
-        with autocast(dev, prec):
-            loss, _, _ = model.compute_loss(video)
-        loss.backward()
-        return loss.detach()
-
-    def step() -> None:
-        forward_backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(trained, clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if model.target_encoder is not None:
-            model.target_encoder.update(model.encoder, 0.999)
 
     # FLOPs of one step (its compute is real; the step is not applied)
     with count_flops() as fc:
