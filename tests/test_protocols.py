@@ -203,6 +203,36 @@ def test_swm_protocol_on_pusht(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert report["random"]["episodes"] == 3
 
 
+def test_dino_wm_protocol_replays_recorded_actions_and_judges_the_final_state(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("gym_pusht", reason="the [envs] extra (gym-pusht) is not installed")
+    from jepa.envs import make_env
+    from jepa.planning.evaluate import dataset_starts
+
+    proto = get_protocol("dino-wm")
+    assert (proto.goal_offset, proto.goal_source, proto.max_steps, proto.until, proto.episodes) == (25, "replayed", 25, "budget", 50)
+    data = tmp_path / "pt"
+    assert main(["data", "collect", "pusht", "--policy", "push", "--episodes", "2", "--steps", "40", "--out", str(data),
+                 "--workers", "1", "--seed", "3"]) == 0
+    capsys.readouterr()
+    env = make_env("pusht")
+    starts = dataset_starts(env, data / "manifest.csv", 4, seed=0, protocol=proto)
+    recs = [dict(np.load(f)) for f in sorted((data / "episodes").glob("*.npz"))]
+    for st in starts:  # the goal is where the 25 recorded actions lead from the recorded start
+        (r, t), = [(r, t) for r in recs for t in range(len(r["states"]) - 25) if np.allclose(r["states"][t], st["state"])]
+        replay = make_env("pusht")
+        replay.reset(options={"state": np.asarray(r["states"][t], np.float64)})
+        for a in r["actions"][t: t + 25]:
+            replay.step(np.asarray(a, np.float64))
+        np.testing.assert_allclose(replay.info()["state"], st["goal"], atol=1e-6)
+        env.reset(options=st)
+        assert not env.is_success()
+    assert main(["plan", "--protocol", "dino-wm", "--trajectories", str(data / "manifest.csv"), "--agents", "random",
+                 "--episodes", "3", "--seed", "0", "--out", str(tmp_path / "plan"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    assert report["protocol"]["name"] == "dino-wm" and report["protocol"]["success_judged_on"].startswith("final state")
+    assert report["random"]["episodes"] == 3
+
+
 def test_replanning_every_step_holds_the_goal_under_the_full_budget() -> None:
     from jepa.planning import MPPI
     from jepa.planning.mpc import TrueDynamicsCost

@@ -22,6 +22,14 @@ training data from the same layout distribution.
   goal the recorded state 25 environment steps later; 50-step budget; DINO-WM's success test at
   any step (stable-worldmodel marks an episode solved the first time the env terminates); 50
   episodes. (stable-worldmodel itself samples the rows from its training dataset.)
+* ``dino-wm`` (Push-T; DINO-WM's own evaluation, ``conf/plan.yaml`` with ``goal_source: dset``,
+  ``goal_H: 5``, frameskip 5, and ``plan_pusht.yaml``'s 50 evaluations): the start is a recorded
+  state of a held-out trajectory and the goal the state reached by *replaying* the next 25
+  recorded actions from it; the budget is those 25 environment steps (DINO-WM's planning horizon
+  of 5 steps of 5 frames), and success is DINO-WM's ``eval_state`` on the *final* state; 50
+  episodes. DINO-WM plans this open loop (CEM over the 5 steps, 300 samples, 30 iterations, top
+  30): ``jepa plan --replan-every 25 --horizon 5`` does the same; its MPC variant replans after
+  all 5 steps until success, with no cap on replans, and is not this protocol.
 * ``pusht-first-contact`` (Push-T; this project's earlier rule, never a headline): goals are the end
   of a random walk that moves the block, DINO-WM's success test, the episode stops at the first
   success within 200 steps.
@@ -140,6 +148,18 @@ PROTOCOLS: dict[str, Protocol] = {
             reference="galilai-group/stable-worldmodel scripts/plan/config/pusht.yaml (num_eval 50, "
                       "goal_offset_steps 25, eval_budget 50) and world.py (success = terminated at any step). "
                       "stable-worldmodel draws its rows from the training dataset; here they must be held out",
+        ),
+        Protocol(
+            name="dino-wm", env="pusht", goals="dataset", goal_offset=25, goal_source="replayed", max_steps=25,
+            until="budget", episodes=50,
+            description="DINO-WM Push-T: start = a recorded state of a held-out trajectory, goal = the state reached "
+                        "by replaying the next 25 recorded actions; 25-step budget (5 planning steps x frameskip 5); "
+                        "success = DINO-WM's test (||(agent, block) xy - goal|| < 20, block angle within pi/9) on the "
+                        "final state; 50 episodes",
+            reference="gaoyuezhou/dino_wm plan.py (prepare_targets with goal_source 'dset': replayed recorded "
+                      "actions, traj_len = frameskip * goal_H + 1), conf/plan.yaml (goal_H 5), plan_pusht.yaml "
+                      "(n_evals 50), env/pusht eval_state; planner/cem.yaml (horizon 5, 300 samples, 30 opt steps, "
+                      "top 30). DINO-WM reports 0.90 on Push-T",
         ),
         Protocol(
             name="pusht-first-contact", env="pusht", goals="env", max_steps=200, until="success", episodes=50,
