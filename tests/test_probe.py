@@ -358,6 +358,26 @@ def test_batched_probe_protocol_matches_the_sequential_one() -> None:
     assert a["metrics"]["top1"]["values"] == pytest.approx(b["metrics"]["top1"]["values"], abs=1e-6)
 
 
+def test_each_seed_is_a_whole_replicate_of_the_protocol() -> None:
+    """Per-seed selection: seeds [0, 1, 2] together give what three single-seed runs give (each
+    seed chooses with its own heads), and a seed may choose differently from seed 0; the old
+    shared choice is still available."""
+    torch.manual_seed(0)
+    x, xv = torch.randn(120, 1, 16), torch.randn(60, 1, 16)
+    w = torch.randn(16)
+    y, yv = (x[:, 0] @ w > 0).long(), (xv[:, 0] @ w > 0).long()
+    cfg = HeadConfig("linear", lrs=(1e-4, 1e-2, 3e-1), weight_decays=(1e-4, 0.3), epochs=4, batch_size=16)
+    seeds = [0, 1, 2, 3, 4, 5]
+    together = run_head(cfg, x, y, xv, yv, "classification", 2, seeds=seeds)
+    alone = [run_head(cfg, x, y, xv, yv, "classification", 2, seeds=[s]) for s in seeds]
+    assert together["hparams_per_seed"] == [a["hparams"] for a in alone]
+    assert together["metrics"]["top1"]["values"] == pytest.approx([a["mean"] for a in alone], abs=1e-4)
+    assert len(together["trials"]) == 6 * len(seeds) and {t["seed"] for t in together["trials"]} == set(seeds)
+    assert len({tuple(h.values()) for h in together["hparams_per_seed"]}) > 1  # the choice depends on the seed
+    shared = run_head(replace(cfg, select_per_seed=False), x, y, xv, yv, "classification", 2, seeds=seeds)
+    assert shared["hparams_per_seed"] == [alone[0]["hparams"]] * len(seeds) and len(shared["trials"]) == 6
+
+
 def test_bench_probe_runs_both_ways_and_agrees() -> None:
     from jepa.benchmarks.probe import run_probe_benchmark
 

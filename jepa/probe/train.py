@@ -36,6 +36,7 @@ class HeadConfig:
     warmup_epochs: int = 0
     holdout: float = 0.2  # fraction of training videos used to choose lr x wd
     num_heads: int | None = None  # attentive probe heads (default dim // 64)
+    select_per_seed: bool = True  # each seed chooses its own (lr, wd) (False: seed 0's choice for all)
 
 
 def primary_metric(task: Task) -> str:
