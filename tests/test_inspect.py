@@ -77,9 +77,21 @@ def test_jepa_inspect_runs_end_to_end(synth_dir: Path, tmp_path: Path, capsys) -
     assert result["heldout_clips"] + result["fit_clips"] == result["clips"] == 24
     s = result["pretrained"]
     assert s["atoms"] == 16 and 0 < s["r2"] <= 1 and "pca_r2" in s and 0 <= s["nameable"] <= 16
+    assert set(s["nameable_by_label"]) == set(result["labels"])
+    named = [a["label"] for a in result["atoms"] if a["heldout_auc"] >= 0.9]
+    assert s["nameable_by_label"] == {col: named.count(col) for col in result["labels"]}
+    assert sum(s["nameable_by_label"].values()) == s["nameable"]
     assert {"direction", "shape"} <= set(result["labels"])
     assert len(list((out / "atoms").glob("atom_*.png"))) == 3
     page = (out / "inspect.html").read_text()
     assert 'id="summary"' in page and page.count('<div class="card">') == 3
     assert main(args) != 0
     assert "already holds an inspection; pass --overwrite" in capsys.readouterr().err
+
+
+def test_nameable_counts_per_label() -> None:
+    from jepa.inspect.run import nameable_by_label
+
+    names = [{"label": "shape", "heldout_auc": 0.95}, {"label": "shape", "heldout_auc": 0.89},
+             {"label": "color", "heldout_auc": 0.99}, {"label": None, "heldout_auc": 0.5}]
+    assert nameable_by_label(names, ["color", "direction", "shape"]) == {"color": 1, "direction": 0, "shape": 1}

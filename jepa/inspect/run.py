@@ -94,6 +94,15 @@ def name_units(acts: torch.Tensor, labels: dict[str, torch.Tensor], fit: torch.T
     return out
 
 
+def nameable_by_label(names: list[dict[str, Any]], labels: list[str]) -> dict[str, int]:
+    """How many units are nameable (held-out AUC >= ``NAMEABLE_AUC``) for each label column."""
+    counts = dict.fromkeys(labels, 0)
+    for x in names:
+        if x["label"] is not None and x["heldout_auc"] >= NAMEABLE_AUC:
+            counts[x["label"]] = counts.get(x["label"], 0) + 1
+    return counts
+
+
 def _split(n: int, heldout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, int(round(n * heldout)))
@@ -128,6 +137,7 @@ def dictionary_report(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit
         "r2": r2_score(flat_held, dic.decode(codes_held)), "pca_r2": pca_r2(train, flat_held, active),
         "dead": int((freq == 0).sum()), "always_on": int((freq > 0.5).sum()),
         "nameable": int(sum(x["heldout_auc"] >= NAMEABLE_AUC for x in names)),
+        "nameable_by_label": nameable_by_label(names, sorted(label_columns(labels))),
     }
     units = [{"atom": j, "frequency": float(freq[j]), **names[j]} for j in range(atoms)]
     return dic, {"summary": summary, "atoms": units, "clip_acts": clip_acts}
@@ -144,7 +154,8 @@ def pca_names(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit: torch.
     proj = (tokens.double() - mean) @ comps.t()  # [clips, N, c]
     acts = torch.cat([proj.amax(1), (-proj).amax(1)], 1).float()  # both signs
     names = name_units(acts, label_columns(labels), fit, held)
-    return {"directions": int(acts.shape[1]), "nameable": int(sum(x["heldout_auc"] >= NAMEABLE_AUC for x in names))}
+    return {"directions": int(acts.shape[1]), "nameable": int(sum(x["heldout_auc"] >= NAMEABLE_AUC for x in names)),
+            "nameable_by_label": nameable_by_label(names, sorted(label_columns(labels)))}
 
 
 def _clip_picture(frames: np.ndarray, act: np.ndarray, grid: tuple[int, int, int], size: int = 96) -> np.ndarray:
@@ -272,23 +283,28 @@ def _value_name(dataset: Any, col: str, value: int) -> str:
     return str(vocab[value]) if vocab and 0 <= value < len(vocab) else str(value)
 
 
-def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """(features, R^2, PCA R^2, nameable, dead, always-on) per dictionary."""
+def _by_label(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "-"
+
+
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, str, str]]:
+    """(features, R^2, PCA R^2, nameable, nameable per label, dead, always-on) per dictionary."""
     rows = []
     for key in ("pretrained", "random_init"):
         s = result.get(key)
         if s:
-            rows.append((key, f"{s['r2']:.3f}", f"{s['pca_r2']:.3f}", f"{s['nameable']} / {s['atoms']}", str(s["dead"]),
-                         str(s["always_on"])))
+            rows.append((key, f"{s['r2']:.3f}", f"{s['pca_r2']:.3f}", f"{s['nameable']} / {s['atoms']}",
+                         _by_label(s.get("nameable_by_label")), str(s["dead"]), str(s["always_on"])))
     p = result["pca"]
-    rows.append(("PCA directions (pretrained)", "", "", f"{p['nameable']} / {p['directions']}", "", ""))
+    rows.append(("PCA directions (pretrained)", "", "", f"{p['nameable']} / {p['directions']}",
+                 _by_label(p.get("nameable_by_label")), "", ""))
     return rows
 
 
 def _page(result: dict[str, Any], cards: list[str]) -> str:
     s = result["pretrained"]
     head = ("<tr><th>features</th><th>R² (held-out)</th><th>PCA R², same k</th><th>nameable (AUC ≥ 0.9)</th>"
-            "<th>dead</th><th>always on</th></tr>")
+            "<th>nameable per label</th><th>dead</th><th>always on</th></tr>")
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in summary_rows(result))
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px}.cards{display:flex;flex-wrap:wrap;gap:12px}"

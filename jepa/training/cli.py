@@ -422,8 +422,8 @@ def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
                          heldout=args.heldout, steps=args.steps, seed=args.seed, baselines=tuple(args.baselines),
                          show=args.show, layer=args.layer, cache_dir=args.cache_dir, batch_size=args.batch_size,
                          num_workers=args.num_workers, device=args.device, progress=not args.no_progress)
-    print("| features | R^2 (held-out) | PCA R^2, same k | nameable (AUC >= 0.9) | dead | always on |")
-    print("|---|---|---|---|---|---|")
+    print("| features | R^2 (held-out) | PCA R^2, same k | nameable (AUC >= 0.9) | nameable per label | dead | always on |")
+    print("|---|---|---|---|---|---|---|")
     for row in summary_rows(result):
         print("| " + " | ".join(row) + " |")
     if args.out:
