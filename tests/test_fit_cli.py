@@ -266,6 +266,29 @@ def test_report_page_holds_curves_recipe_and_probes(reported: Path, fitted: Path
     assert "no metrics" in err and len(err.splitlines()) == 1
 
 
+def test_report_logs_its_page_and_pictures_to_the_runs_wandb(reported: Path, fitted: Path, capsys) -> None:
+    """--wandb resumes the run's own (offline) wandb run and logs the page and the probe chart."""
+    from jepa.training.report_wandb import wandb_run_id
+
+    run_id = wandb_run_id(fitted)
+    assert run_id is not None
+    assert not list((fitted / "wandb").glob("*run-*/files/media/html"))
+    assert main(["report", str(fitted), "--out", str(reported.parent / "w.html"), "--wandb"]) == 0
+    assert f"logged to wandb run {run_id}" in capsys.readouterr().out
+    # under the training run's own id (a resumed run in a new process; here, in the test's process,
+    # the fit's run is still open and receives them directly): wandb sync puts both in one run
+    runs = list((fitted / "wandb").glob(f"offline-run-*-{run_id}"))
+    pages = [p for r in runs for p in (r / "files" / "media").rglob("*.html")]
+    assert len(pages) == 1 and 'id="curves"' in pages[0].read_text()
+    assert [p for r in runs for p in (r / "files" / "media").rglob("*.png") if "probe" in str(p)]
+    assert wandb_run_id(fitted) == run_id
+    bare = reported.parent / "bare"
+    (bare / "probe").mkdir(parents=True)
+    (bare / "probe" / "probe.json").write_text((fitted / "probe" / "probe.json").read_text())
+    assert main(["report", str(bare), "--out", str(reported.parent / "b.html"), "--wandb"]) == 0
+    assert "no wandb run" in capsys.readouterr().out
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

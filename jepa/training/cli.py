@@ -406,6 +406,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
     path = build_report(args.runs, out)
     print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, self-contained: open it in any browser)")
+    if args.wandb:
+        from jepa.training.report import find_run
+        from jepa.training.report_wandb import log_report_media
+
+        for run, run_id in log_report_media([find_run(r) for r in args.runs], path):
+            if run_id is None:
+                print(f"{run.folder}: no wandb run in {run.folder / 'wandb'}; nothing logged there")
+            else:
+                print(f"{run.folder}: page and pictures logged to wandb run {run_id} ('wandb sync {run.folder / 'wandb'}' uploads them)")
     return 0
 
 
@@ -702,6 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("runs", nargs="+", help="run folders (jepa fit default_root_dir; probe / finetune / plan outputs)")
     rp.add_argument("--out", required=True, help="the HTML file to write")
     rp.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    rp.add_argument("--wandb", action="store_true",
+                    help="also log the page and pictures as media to each run's own wandb run (offline unless WANDB_MODE says otherwise)")
     rp.set_defaults(func=_cmd_report)
 
     ins = sub.add_parser("inspect", help="a sparse dictionary of an encoder's tokens: atoms, names, pictures")
