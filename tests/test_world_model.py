@@ -305,3 +305,42 @@ def test_a_frozen_timm_encoder_world_model_fits_and_reloads(name: str, trajector
     torch.testing.assert_close(again.encode(obs), wm.encode(obs))
     with pytest.raises(ValueError, match="timm:no_such_net: timm has no model 'no_such_net'"):
         ActionConditionedWorldModel(encoder="timm:no_such_net")
+
+
+def test_frozen_latent_cache_returns_the_encoders_latents_and_skips_seen_frames(trajectories: Path) -> None:
+    """latent_cache_mb: the same losses as without the cache, batch after batch, while the frozen
+    encoder runs only on frames it has not seen (a second epoch runs it not at all); a budget
+    too small to hold anything changes nothing but the hit count."""
+    from data_pipelines.trajectory_datamodule import TrajectoryDataModule
+
+    dm = TrajectoryDataModule(str(trajectories / "train.csv"), str(trajectories / "val.csv"), num_frames=3,
+                              frameskip=2, batch_size=4, stride=1)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    kw = dict(encoder="timm:test_vit", predictor_embed_dim=32, predictor_depth=1, predictor_num_heads=2,
+              rollout_steps=1, action_dim=dm.action_dim)
+    torch.manual_seed(0)
+    plain = ActionConditionedWorldModel(**kw)
+    cached = ActionConditionedWorldModel(**kw, latent_cache_mb=64)
+    tiny = ActionConditionedWorldModel(**kw, latent_cache_mb=1e-6)
+    cached.load_state_dict(plain.state_dict())
+    tiny.load_state_dict(plain.state_dict())
+    calls = {"n": 0}
+    cached.encoder.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    frames_seen = set()
+    for epoch in range(2):
+        for batch in batches[:4]:
+            want, _, _ = plain.compute_loss(batch)
+            got, _, _ = cached.compute_loss(batch)
+            small, _, _ = tiny.compute_loss(batch)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(small, want, rtol=1e-5, atol=1e-6)
+            frames_seen |= {cached.latent_cache.key(f) for f in batch["video"].flatten(0, 1)}
+        if epoch == 0:
+            first = calls["n"]
+    assert calls["n"] == first  # the second epoch never ran the encoder
+    assert cached.latent_cache.misses == len(frames_seen) < cached.latent_cache.hits
+    assert tiny.latent_cache.hits == 0 and not tiny.latent_cache.entries
+    assert ActionConditionedWorldModel(encoder="conv", latent_cache_mb=64, action_dim=4).latent_cache is None  # trained encoder
+    with pytest.raises(ValueError, match="latent_cache_mb"):
+        ActionConditionedWorldModel(encoder="timm:test_vit", latent_cache_mb=-1)

@@ -36,6 +36,7 @@ from torch import nn
 
 from data_pipelines.transforms import IMAGENET_MEAN, IMAGENET_STD
 from jepa.methods.base import JepaMethod, check_hparams
+from jepa.methods.latent_cache import FrameLatentCache
 from jepa.methods.nonfinite import NonFinitePolicy
 from jepa.models.ac_predictor import ActionConditionedPredictor
 from jepa.models.conv import ConvEncoder
@@ -120,6 +121,9 @@ class ActionConditionedWorldModel(JepaMethod):
         nonfinite: a NaN/Inf loss "stop"s the run (naming the step and term) or is "skip"ped
             and counted (see ``jepa.methods.nonfinite``).
         max_nonfinite_skips: consecutive skipped steps after which the run stops anyway.
+        latent_cache_mb: with a frozen encoder, keep up to this many MB of per-frame latents in
+            memory, keyed by frame content (``jepa.methods.latent_cache``), so later epochs and
+            overlapping clips skip the encoder; 0 turns it off.
     """
 
     def __init__(
@@ -160,6 +164,7 @@ class ActionConditionedWorldModel(JepaMethod):
         monitor_every: int = 25,
         nonfinite: NonFinitePolicy = "stop",
         max_nonfinite_skips: int = 100,
+        latent_cache_mb: float = 0.0,
     ) -> None:
         super().__init__()
         if target not in ("stopgrad", "ema", "online"):
@@ -186,6 +191,9 @@ class ActionConditionedWorldModel(JepaMethod):
             self.encoder.requires_grad_(False)
             self.encoder.eval()
         self.target_encoder = TargetEncoder(self.encoder) if (target == "ema" and not self.frozen_encoder) else None
+        if latent_cache_mb < 0:
+            raise ValueError(f"model.init_args.latent_cache_mb must be >= 0 (0: off), got {latent_cache_mb}")
+        self.latent_cache = FrameLatentCache(latent_cache_mb) if (latent_cache_mb > 0 and self.frozen_encoder) else None
         self.predictor: ActionConditionedPredictor | None = None
         self.idm: nn.Module | None = None
         backbone = self.encoder.backbone
@@ -302,12 +310,16 @@ class ActionConditionedWorldModel(JepaMethod):
     def _encode_clip(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``video [B, T, H, W, 3]`` uint8 -> (online latents, targets), each ``[B, T, P, D]``."""
         b, t = video.shape[:2]
-        frames = self.normalise_frames(video)
         if self.frozen_encoder:
             with torch.no_grad():
-                z = self.encoder(frames)
+                if self.latent_cache is not None:
+                    z = self.latent_cache.encode(video.reshape(b * t, *video.shape[2:]),
+                                                 lambda f: self.encoder(self.normalise_frames(f)))
+                else:
+                    z = self.encoder(self.normalise_frames(video))
             z = z.reshape(b, t, *z.shape[1:])
             return z, z
+        frames = self.normalise_frames(video)
         z = self.encoder(frames).reshape(b, t, *self.encoder_shape)
         if self.target_encoder is not None:
             with torch.no_grad():
