@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -206,6 +207,28 @@ def test_register_callables_and_lazy_strings(monkeypatch: pytest.MonkeyPatch) ->
         register("bad", "jepa.envs.two_rooms.TwoRooms")
     with pytest.raises(TypeError):  # an unknown option reaches the config and fails there
         make_env("two-rooms", no_such_option=1)
+
+
+def test_an_environment_from_outside_the_repository_is_registered_by_jepa_envs(tmp_path: Path) -> None:
+    """A user's own environment, named in JEPA_ENVS (or a package's ``jepa.envs`` entry point),
+    works with jepa data collect without editing this repository; a malformed pair is one line."""
+    (tmp_path / "my_envs.py").write_text(
+        "from jepa.envs.two_rooms import TwoRooms\n\n\nclass Corridor(TwoRooms):\n    name = 'corridor'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "JEPA_ENVS": "corridor=my_envs:Corridor"}
+    jepa = [sys.executable, "-m", "jepa.training.cli"]
+    out = tmp_path / "data"
+    r = subprocess.run([*jepa, "data", "collect", "corridor", "--episodes", "2", "--steps", "12", "--out", str(out),
+                        "--workers", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (out / "manifest.csv").is_file() and len(list((out / "episodes").glob("*.npz"))) == 2
+    r = subprocess.run([*jepa, "data", "collect", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**env, "JEPA_ENVS": "corridor"})
+    assert r.returncode == 2 and r.stderr.strip() == "jepa: error: JEPA_ENVS: 'corridor' is not name=module:attribute"
+    assert registry.load_plugins("a=x:y, b = z:w") == ["a", "b"] and {"a", "b"} <= set(registry._FACTORIES)
+    for name in ("a", "b"):
+        registry._FACTORIES.pop(name)
 
 
 # -- the environment's own rules ------------------------------------------------------------------

@@ -753,7 +753,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jepa.training.lightning_cli import run
 
         return run(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ValueError as e:  # e.g. a malformed JEPA_ENVS: one line, not a traceback
+        print(f"jepa: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
