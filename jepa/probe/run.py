@@ -153,9 +153,10 @@ def run_probe(
                     yte = y_te_all[keep_te]
                 t0 = time.perf_counter()
                 heads_for = getattr(models[name], "attentive_heads", None)  # the pixel tokens' own width
+                model_cfg = replace(cfg, num_heads=heads_for) if heads_for and head == "attentive" else cfg
                 results[name] = run_head(
-                    replace(cfg, num_heads=heads_for) if heads_for and head == "attentive" else cfg, xtr[keep_tr], y_tr_all[keep_tr], xva[keep_va], y_va_all[keep_va], kind, num_out, range(seeds), device,
-                    test_x=xte, test_y=yte,
+                    model_cfg, xtr[keep_tr], y_tr_all[keep_tr], xva[keep_va], y_va_all[keep_va], kind, num_out,
+                    range(seeds), device, test_x=xte, test_y=yte,
                 )
                 results[name]["seconds"] = time.perf_counter() - t0
                 log.info("%s %s %s: %.3f", target, head, name, results[name]["mean"])
