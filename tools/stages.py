@@ -31,6 +31,9 @@ def report(log: Path) -> int:
         print(f"no stage times in {log}", file=sys.stderr)
         return 1
     rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    if not rows:
+        print(f"no stage times in {log}", file=sys.stderr)
+        return 1
     width = max(len(r[0]) for r in rows)
     total = 0.0
     print("stage times:")
