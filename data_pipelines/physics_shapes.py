@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from data_pipelines.synth import COLORS, SHAPES, shape_mask
-from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
+from data_pipelines.writers import map_jobs, prepare_dataset_dir, write_split_manifests, write_video
 
 FACTORS: tuple[str, ...] = ("gravity", "collisions", "rotation", "scaling", "pan", "zoom")
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -330,10 +329,5 @@ def make_physics_shapes(
     out = Path(out)
     prepare_dataset_dir(out, "videos", overwrite, extra_subdirs=("tracks",))
     jobs = [(i, seed, str(out), cfg) for i in range(videos)]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and videos > 8:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_make_one, jobs, chunksize=16))
-    else:
-        rows = [_make_one(j) for j in jobs]
+    rows = map_jobs(_make_one, jobs, workers)
     return write_split_manifests(out, rows, seed, val_fraction, test_fraction)

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
+from data_pipelines.writers import map_jobs, prepare_dataset_dir, write_split_manifests, write_video
 
 # write_manifest is not used here; imported so ``from data_pipelines.synth import write_manifest``
 # keeps working (the writers lived in this module before data_pipelines.writers).
@@ -207,10 +206,5 @@ def make_moving_shapes(
     out = Path(out)
     prepare_dataset_dir(out, "videos", overwrite)
     jobs = [(i, seed, str(out), cfg) for i in range(videos)]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and videos > 8:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_make_one, jobs, chunksize=16))
-    else:
-        rows = [_make_one(j) for j in jobs]
+    rows = map_jobs(_make_one, jobs, workers)
     return write_split_manifests(out, rows, seed, val_fraction)

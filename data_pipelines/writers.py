@@ -3,6 +3,7 @@ generator (``data_pipelines.synth``) and trajectory collection (``jepa.envs.coll
 
 write_video            uint8 frames -> a video file with PyAV (deterministic libx264 settings)
 write_manifest         rows (each with a ``path`` key) -> a manifest CSV
+map_jobs               one function over many jobs, in worker processes when it pays
 write_split_manifests  ``manifest.csv`` plus a seeded ``train.csv`` / ``val.csv`` (/ ``test.csv``) split
 prepare_dataset_dir    refuse to write into an existing dataset unless told to replace it
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -91,6 +94,17 @@ def write_video(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+def map_jobs(fn: Callable[[Any], dict[str, object]], jobs: Sequence[Any], workers: int | None,
+             min_jobs: int = 8, chunksize: int = 16) -> list[dict[str, object]]:
+    """``[fn(j) for j in jobs]``, in order; in ``workers`` processes (default: the CPUs, at most 8)
+    when there are more than ``min_jobs`` jobs. Results never depend on the worker count."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(jobs) > min_jobs:
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(fn, jobs, chunksize=chunksize))
+    return [fn(j) for j in jobs]
 
 
 def write_manifest(path: str | os.PathLike, rows: Sequence[dict[str, object]]) -> None:

@@ -90,7 +90,7 @@ def test_ddp_two_processes_equal_one_process_over_the_same_global_batch(
     assert any(k.startswith("target_encoder.") for k in weights(single_run))
     # every rank ends with the same EMA target (and online encoder), though each drew its own
     # mask generator and augmentation generator (seed + rank)
-    r0, r1 = (torch.load(tmp_path / "ddp" / "ranks" / f"rank{r}.pt", weights_only=False) for r in range(2))
+    r0, r1 = (torch.load(tmp_path / "ddp" / "ranks" / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert r0["world_size"] == 2
     for part in ("target", "online"):
         for k in r0[part]:
@@ -100,7 +100,7 @@ def test_ddp_two_processes_equal_one_process_over_the_same_global_batch(
     # the DDP checkpoint resumes under DDP
     finish(torchrun(["fit", "--config", str(double), "--trainer.devices", "2", "--trainer.strategy", "ddp",
                      "--ckpt_path", "last", "--trainer.max_steps", "6"], 2, [f"--master_port={free_port()}"]))
-    assert int(torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=False)["global_step"]) == 6
+    assert int(torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=True)["global_step"]) == 6
 
 
 @pytest.mark.slow
@@ -115,7 +115,7 @@ def test_fsdp_equals_one_process_and_its_checkpoint_loads_and_resumes(
             "--trainer.strategy.activation_checkpointing", "true"]  # (the world-model test uses the "fsdp" alias)
     finish(torchrun(args, 2, [f"--master_port={free_port()}"]))
     assert_same_run(single_run, tmp_path / "fsdp")
-    r0 = torch.load(tmp_path / "fsdp" / "ranks" / "rank0.pt", weights_only=False)
+    r0 = torch.load(tmp_path / "fsdp" / "ranks" / "rank0.pt", weights_only=True)
     sharded = [v for v in r0["target"].values() if type(v).__name__ == "DTensor"]
     assert sharded, "the EMA target was not sharded"
     ckpt = tmp_path / "fsdp" / "checkpoints" / "last.ckpt"
@@ -123,7 +123,7 @@ def test_fsdp_equals_one_process_and_its_checkpoint_loads_and_resumes(
     video = torch.randn(1, 3, 4, 32, 32)
     torch.testing.assert_close(enc(video), ref(video), rtol=1e-3, atol=1e-4)
     finish(torchrun([*args, "--ckpt_path", "last", "--trainer.max_steps", "6"], 2, [f"--master_port={free_port()}"]))
-    assert int(torch.load(latest_checkpoint(tmp_path / "fsdp"), weights_only=False)["global_step"]) == 6
+    assert int(torch.load(latest_checkpoint(tmp_path / "fsdp"), weights_only=True)["global_step"]) == 6
 
 
 SIGREG_ONLINE = {"regularizer": {"class_path": "jepa.objectives.SIGReg", "init_args": {"weight": 0.05, "num_projections": 64}},
@@ -194,9 +194,9 @@ def test_two_node_launch_on_localhost_trains(tmp_path: Path, synth_dir: Path) ->
     args = ["fit", "--config", str(cfg), "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp"]
     procs = [torchrun(args, 1, [*common, f"--node_rank={r}"]) for r in range(2)]
     outs = [finish(p) for p in procs]
-    ckpt = torch.load(tmp_path / "nodes" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "nodes" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4, outs[0][-2000:]
-    ranks = [torch.load(tmp_path / "nodes" / "ranks" / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = [torch.load(tmp_path / "nodes" / "ranks" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2] and [r["num_nodes"] for r in ranks] == [2, 2]
     for k in ranks[0]["target"]:
         assert torch.equal(ranks[0]["target"][k], ranks[1]["target"][k]), k

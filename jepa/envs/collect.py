@@ -20,13 +20,12 @@ Deterministic for a seed: episode i depends only on (seed, i), whatever the work
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data_pipelines.writers import prepare_dataset_dir, write_split_manifests, write_video
+from data_pipelines.writers import map_jobs, prepare_dataset_dir, write_split_manifests, write_video
 from jepa.envs.policies import Policy, RandomWalkPolicy
 from jepa.envs.registry import make_env
 
@@ -68,10 +67,5 @@ def collect(
     prepare_dataset_dir(out, "episodes", overwrite)
     policy = policy or RandomWalkPolicy()
     jobs = [(env_name, i, seed, steps, str(out), policy, env_kwargs or {}, fps) for i in range(episodes)]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and episodes > 4:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(pool.map(_collect_one, jobs, chunksize=8))
-    else:
-        rows = [_collect_one(j) for j in jobs]
+    rows = map_jobs(_collect_one, jobs, workers, min_jobs=4, chunksize=8)
     return write_split_manifests(out, rows, seed, val_fraction)
