@@ -77,3 +77,22 @@ def test_jepa_finetune_trains_the_encoder_and_reports_val_and_test(synth_dir: Pa
     assert main(bad) != 0
     err = capsys.readouterr().err.strip()
     assert "--target 'nope' is not a column" in err and len(err.splitlines()) == 1
+
+
+def test_random_init_trains_a_fresh_twin_from_the_same_recipe(synth_dir: Path, tmp_path: Path) -> None:
+    from jepa.probe.run import random_twin
+
+    torch.manual_seed(123)  # not the twin's seed: the 'pretrained' weights differ from any seed-0 init
+    enc_file = save_encoder(VideoViT(**TINY).eval(), tmp_path / "enc.pt", meta={"data": {"frame_step": 2}})
+    out = tmp_path / "scratch"
+    assert main(["finetune", "--encoder", str(enc_file), "--train", str(synth_dir / "train.csv"), "--val",
+                 str(synth_dir / "val.csv"), "--target", "direction", "--epochs", "1", "--batch-size", "8",
+                 "--lr", "1e-12", "--random-init", "--out", str(out), "--num-workers", "0", "--no-progress",
+                 "--device", "cpu"]) == 0
+    report = json.loads((out / "finetune.json").read_text())
+    assert report["init"] == "random" and "from scratch" in (out / "finetune.md").read_text()
+    start, pretrained = load_encoder(out / "encoder.safetensors").state_dict(), load_encoder(enc_file)
+    fresh = random_twin(pretrained, 0).state_dict()
+    name = "blocks.blocks.1.attn.qkv.weight"
+    assert torch.allclose(start[name], fresh[name], atol=1e-6)  # at lr ~0: the seed-0 twin it started from
+    assert not torch.allclose(start[name], pretrained.state_dict()[name], atol=1e-3)

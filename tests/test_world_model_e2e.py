@@ -1,4 +1,5 @@
-"""End to end (slow): collect -> jepa fit (world-model recipe, shortened) -> jepa plan, via the CLI."""
+"""End to end (slow): collect -> jepa fit (world-model recipe, shortened) -> jepa plan and
+jepa inspect --world-model, via the CLI."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert report["planner"]["frameskip"] == 5  # read from the trained model
     assert report["replan_seconds_median"] > 0
     assert (out / "plan.gif").stat().st_size > 0 and (out / "trajectories.png").stat().st_size > 0
+    if env == "two-rooms":  # the world model's latents, named by the recorded states
+        capsys.readouterr()
+        insp = tmp_path / "inspect"
+        assert main(["inspect", "--world-model", str(ckpt), "--data", str(data / "manifest.csv"), "--atoms", "8",
+                     "--active", "2", "--steps", "100", "--show", "2", "--frame-stride", "5",
+                     "--out", str(insp)]) == 0
+        assert "| pretrained |" in capsys.readouterr().out
+        result = json.loads((insp / "inspect.json").read_text())
+        assert result["unit"] == "frames" and result["split_by"] == "episode" and result["episodes"] == 12
+        assert {"room", "door_side", "wall_distance"} <= set(result["labels"])
+        assert result["clips"] == 12 * 9 and result["pretrained"]["atoms"] == 8 and "random_init" in result
+        assert len(list((insp / "atoms").glob("atom_*.png"))) == 2
+        assert "frames of" in (insp / "inspect.html").read_text()

@@ -10,7 +10,9 @@ also owns the rules evaluation needs, so that nothing outside it guesses from it
   numbers, ``render_goal()`` / ``render_state(state)`` draw states;
 * episodes: ``episode_options()`` (the ``reset`` options that rebuild the current episode),
   ``episode_arrays()`` (extra arrays stored with a collected episode), ``room(state)`` (which
-  part of the world a state is in, for "other room" statistics; 0 where there are no rooms);
+  part of the world a state is in, for "other room" statistics; 0 where there are no rooms),
+  ``state_labels(states, arrays)`` (discrete facts about recorded states, which ``jepa inspect
+  --world-model`` names latent atoms by; none by default);
 * pictures: ``goal_picture(frame, goal)`` (a frame with its goal shown, for GIFs) and
   ``plot_paths(ax, results)`` (paths over the arena, for ``trajectories.png``);
 * ``has_true_dynamics``: whether ``dynamics(states, actions)`` steps a batch of states;
@@ -115,6 +117,13 @@ class Env(ABC):
     def room(self, state: np.ndarray) -> int:
         """Which room ``state`` is in (evaluation counts episodes whose goal is in another room)."""
         return 0
+
+    def state_labels(self, states: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Discrete facts about each of a recorded episode's ``states [N, S]`` (its saved ``arrays``,
+        as ``episode_arrays`` wrote them, give the setting): label name -> (int64 values ``[N]``, the
+        name of each value). ``jepa inspect --world-model`` names latent atoms by them; an
+        environment without any returns ``{}``."""
+        return {}
 
     # -- goals -------------------------------------------------------------------------------
     @abstractmethod

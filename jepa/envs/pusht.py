@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -197,6 +198,23 @@ class PushT(Env):
     def object_position(self, state: np.ndarray) -> np.ndarray:
         """The block's position."""
         return np.asarray(state, np.float64)[..., 2:4]
+
+    def state_labels(self, states: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Halves of the table the agent and the block are in (``agent_x`` / ``agent_y`` /
+        ``block_x`` / ``block_y``), the block's angle in quarter turns, and whether the agent is
+        within 60 table units of the block (``agent_near_block``)."""
+        s = np.asarray(states, np.float64)
+        half = TABLE / 2
+        quarter = np.minimum(3, (s[:, 4] % (2 * math.pi)) // (math.pi / 2)).astype(np.int64)
+        near = np.linalg.norm(s[:, :2] - s[:, 2:4], axis=1) < 60.0
+        return {
+            "agent_x": ((s[:, 0] >= half).astype(np.int64), ["left half", "right half"]),
+            "agent_y": ((s[:, 1] >= half).astype(np.int64), ["lower y half", "upper y half"]),
+            "block_x": ((s[:, 2] >= half).astype(np.int64), ["left half", "right half"]),
+            "block_y": ((s[:, 3] >= half).astype(np.int64), ["lower y half", "upper y half"]),
+            "block_angle": (quarter, ["0-90 deg", "90-180 deg", "180-270 deg", "270-360 deg"]),
+            "agent_near_block": (near.astype(np.int64), ["no", "yes"]),
+        }
 
     def goal_distance(self, states: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Distance in the units of the success test: the (agent, block) position distance plus the

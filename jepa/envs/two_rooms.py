@@ -335,6 +335,34 @@ class TwoRooms(Env):
     def episode_options(self) -> dict[str, Any]:
         return super().episode_options() | {"layout": dict(vars(self.layout))}
 
+    def state_labels(self, states: np.ndarray, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """``room`` (left / right), ``door_side`` (the agent above, level with or below the door's
+        opening, in image rows), ``wall_distance`` (from the wall's nearer face: under 4 px, 4-12,
+        over 12), the agent's ``agent_x`` / ``agent_y`` in thirds of the arena, and the layout's
+        ``wall_x`` / ``door_y`` in thirds of their drawing ranges."""
+        layout_kw = self.options_from_arrays(arrays).get("layout")
+        lay = Layout(**layout_kw) if layout_kw else self.layout
+        xy = np.asarray(states, np.float64)[:, :2]
+        n = len(xy)
+        x, y = xy[:, 0], xy[:, 1]
+        side = np.where(y < lay.door_lo, 0, np.where(y > lay.door_hi, 2, 1))
+        gap = np.abs(x - lay.wall_x) - lay.wall_width / 2
+        dist = np.digitize(gap, [4.0, 12.0])
+        c = self.config
+
+        def third(v: float, lo: float, hi: float) -> np.ndarray:
+            return np.full(n, min(2, max(0, int(3 * (v - lo) / max(hi - lo, 1e-9)))), np.int64)
+
+        return {
+            "room": (lay.room(xy).astype(np.int64), ["left", "right"]),
+            "door_side": (side.astype(np.int64), ["above door", "level with door", "below door"]),
+            "wall_distance": (dist.astype(np.int64), ["under 4 px", "4-12 px", "over 12 px"]),
+            "agent_x": (np.clip(3 * x // c.size, 0, 2).astype(np.int64), ["left third", "middle third", "right third"]),
+            "agent_y": (np.clip(3 * y // c.size, 0, 2).astype(np.int64), ["top third", "middle third", "bottom third"]),
+            "wall_x": (third(lay.wall_x, *c.wall_range), ["left third", "middle third", "right third"]),
+            "door_y": (third(lay.door_y, *c.door_range), ["top third", "middle third", "bottom third"]),
+        }
+
     def episode_arrays(self) -> dict[str, np.ndarray]:
         return {f"layout_{k}": np.float32(v) for k, v in asdict(self.layout).items()}
 

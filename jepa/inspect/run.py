@@ -28,6 +28,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,11 @@ def auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
     n_pos, n = int(positive.sum()), int(positive.numel())
     if n_pos == 0 or n_pos == n:
         return 0.5
-    s = scores.double()
-    order = s.argsort()
+    sorted_s, order = scores.double().sort()
+    _, inverse, counts = torch.unique_consecutive(sorted_s, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()  # 1-based rank of each tie group's last member
     ranks = torch.empty(n, dtype=torch.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < n:  # average ranks over ties
-        j = i
-        while j + 1 < n and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks[order] = ((ends - counts + 1 + ends) / 2)[inverse]  # average rank over ties
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * (n - n_pos)))
 
@@ -158,7 +153,7 @@ def pca_names(tokens: torch.Tensor, labels: dict[str, torch.Tensor], fit: torch.
             "nameable_by_label": nameable_by_label(names, sorted(label_columns(labels)))}
 
 
-def _clip_picture(frames: np.ndarray, act: np.ndarray, grid: tuple[int, int, int], size: int = 96) -> np.ndarray:
+def clip_picture(frames: np.ndarray, act: np.ndarray, grid: tuple[int, int, int], size: int = 96) -> np.ndarray:
     """One row: a frame per tubelet (its first), centre-cropped, activations overlaid in red."""
     from PIL import Image
 
@@ -190,7 +185,7 @@ def atom_picture(dataset: Any, clips: list[tuple[int, torch.Tensor]], atom: int,
     for video, codes in clips:
         frames = dataset.load_clips(video)["video"][0].numpy()  # first view [T, H, W, 3]
         act = codes[:, atom].view(*grid).numpy()
-        rows.append(_clip_picture(frames, act, grid))
+        rows.append(clip_picture(frames, act, grid))
         rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(rows, 0)).save(buf, format="PNG")
@@ -241,8 +236,14 @@ def run_inspect(encoder: str | os.PathLike[str], data: str | os.PathLike[str], a
         result["random_init"] = rrep["summary"]
     result["atoms"] = rep["atoms"]
     if out is not None:
-        write_outputs(Path(out), result, dataset, fs.index, rep, held, enc.token_grid(enc.input_size), show,
-                      clips_per_atom, dic, tokens)
+        grid = enc.token_grid(enc.input_size)
+
+        def picture(top: list[int], atom: int) -> bytes:
+            return atom_picture(dataset, [(int(fs.index[i]), encode(dic, tokens[i].float())) for i in top], atom, grid)
+
+        write_outputs(Path(out), result, rep, held, show, clips_per_atom, picture,
+                      clip_name=lambda i: str(dataset.source.paths[int(fs.index[i])]),
+                      value_name=lambda col, v: _value_name(dataset, col, v))
         torch.save({"state_dict": dic.state_dict(), "dim": dic.dim, "atoms": dic.atoms, "active": dic.active},
                    Path(out) / "dictionary.pt")
     return result
@@ -253,10 +254,12 @@ def _ranked_atoms(result: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(live, key=lambda a: (-a["heldout_auc"], -a["frequency"]))
 
 
-def write_outputs(out: Path, result: dict[str, Any], dataset: Any, index: torch.Tensor, rep: dict[str, Any],
-                  held: torch.Tensor, grid: tuple[int, int, int], show: int, clips_per_atom: int,
-                  dic: SparseDictionary, tokens: torch.Tensor) -> None:
-    """``inspect.json``, ``atoms/*.png`` and ``inspect.html``."""
+def write_outputs(out: Path, result: dict[str, Any], rep: dict[str, Any], held: torch.Tensor, show: int,
+                  clips_per_atom: int, picture: Callable[[list[int], int], bytes], clip_name: Callable[[int], str],
+                  value_name: Callable[[str, int], str]) -> None:
+    """``inspect.json``, ``atoms/*.png`` and ``inspect.html``. ``picture(clips, atom)`` draws the
+    given clips (row indices of ``rep["clip_acts"]``) with where ``atom`` fires; ``clip_name(i)``
+    names clip ``i`` (its file); ``value_name(label, value)`` names a label's value."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "atoms").mkdir(exist_ok=True)
     cards = []
@@ -264,10 +267,11 @@ def write_outputs(out: Path, result: dict[str, Any], dataset: Any, index: torch.
         j = a["atom"]
         acts = rep["clip_acts"][held, j]
         top = held[acts.argsort(descending=True)[:clips_per_atom]].tolist()
-        png = atom_picture(dataset, [(int(index[i]), encode(dic, tokens[i].float())) for i in top], j, grid)
+        png = picture(top, j)
         (out / "atoms" / f"atom_{j:04d}.png").write_bytes(png)
-        a["top_clips"] = [str(dataset.source.paths[int(index[i])]) for i in top]
-        name = (f"{a['label']} = {_value_name(dataset, a['label'], a['value'])}" if a["label"] else "no label")
+        a["top_clips"] = [clip_name(i) for i in top]
+        name = f"{a['label']} = {value_name(a['label'], a['value'])}" if a["label"] else "no label"
+        a["name"] = name
         cards.append(f'<div class="card"><h3>atom {j}: {html.escape(name)}</h3>'
                      f'<p>held-out AUC {a["heldout_auc"]:.2f} (fit {a["fit_auc"]:.2f}), active in '
                      f'{100 * a["frequency"]:.1f}% of tokens</p>'
@@ -303,6 +307,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, 
 
 def _page(result: dict[str, Any], cards: list[str]) -> str:
     s = result["pretrained"]
+    unit = result.get("unit", "clips")
+    split = f", split by {result['split_by']}" if result.get("split_by") else ""
     head = ("<tr><th>features</th><th>R² (held-out)</th><th>PCA R², same k</th><th>nameable (AUC ≥ 0.9)</th>"
             "<th>nameable per label</th><th>dead</th><th>always on</th></tr>")
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in summary_rows(result))
@@ -312,8 +318,8 @@ def _page(result: dict[str, Any], cards: list[str]) -> str:
              ".card p{font-size:12px;margin:2px 0 6px}img{max-width:500px}")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>jepa inspect</title>'
             f"<style>{style}</style></head><body><h1>jepa inspect: {html.escape(Path(result['encoder']).name)}</h1>"
-            f"<p>{result['clips']} clips of {html.escape(result['data'])} ({result['fit_clips']} to fit, "
-            f"{result['heldout_clips']} held out), {result['tokens_per_clip']} tokens each; {s['atoms']} atoms, "
+            f"<p>{result['clips']} {unit} of {html.escape(result['data'])} ({result['fit_clips']} to fit, "
+            f"{result['heldout_clips']} held out{split}), {result['tokens_per_clip']} tokens each; {s['atoms']} atoms, "
             f"{s['active']} active per token; names from {', '.join(result['labels']) or 'no label column'}.</p>"
             f'<section id="summary"><h2>Summary</h2><table>{head}{body}</table></section>'
             f'<section id="atoms"><h2>Atoms</h2><p>Top held-out clips per atom; red: where it fires.</p>'

@@ -228,14 +228,17 @@ def _summary(runs: Sequence[dict[str, Any]], split: str) -> dict[str, float]:
 def run_finetune(encoder_path: str | os.PathLike[str], train: str | os.PathLike[str], val: str | os.PathLike[str],
                  target: str, test: str | os.PathLike[str] | None = None, cfg: FinetuneConfig | None = None,
                  seeds: int = 1, out: str | os.PathLike[str] | None = None, num_workers: int = 2,
-                 device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+                 device: str = "cpu", progress: bool = True, random_init: bool = False) -> dict[str, Any]:
     """Fine-tune ``encoder_path`` on ``target`` ``seeds`` times; report val (and test) top-1.
+    ``random_init``: train a freshly initialised twin of the encoder instead (a new one per seed;
+    the from-scratch baseline, with the same recipe, clips and budget).
 
     Writes ``finetune.json`` and ``finetune.md`` under ``out``, and the first seed's fine-tuned
     encoder (``encoder.safetensors``, for ``jepa.load_encoder``) and head (``head.pt``, a plain
     state dict)."""
     from jepa.hub import encoder_meta, latest_checkpoint, load_encoder, save_encoder
     from jepa.probe.report import write_json
+    from jepa.probe.run import random_twin
 
     cfg = cfg or FinetuneConfig()
     if seeds < 1:
@@ -261,7 +264,8 @@ def run_finetune(encoder_path: str | os.PathLike[str], train: str | os.PathLike[
     runs = []
     first: FineTuned | None = None
     for seed in range(seeds):
-        model, result = finetune_once(enc, train_set, evals, spec, target, num_classes, cfg, seed, num_workers,
+        start = random_twin(enc, seed).train() if random_init else enc
+        model, result = finetune_once(start, train_set, evals, spec, target, num_classes, cfg, seed, num_workers,
                                       device, progress)
         runs.append(result)
         if first is None:
@@ -269,18 +273,21 @@ def run_finetune(encoder_path: str | os.PathLike[str], train: str | os.PathLike[
     report: dict[str, Any] = {
         "encoder": str(encoder_path), "train": str(train), "val": str(val), "test": None if test is None else str(test),
         "target": target, "num_classes": num_classes, "config": asdict(cfg), "spec": asdict(spec), "seeds": seeds,
+        "init": "random" if random_init else "pretrained",
         "runs": runs, "top1": {split: _summary(runs, split) for split in evals},
     }
     rows = [f"| {split} | {s['mean']:.1f} ± {s['std']:.1f} | {', '.join(f'{v:.1f}' for v in s['values'])} |"
             for split, s in report["top1"].items()]
-    report["table"] = "\n".join([f"fine-tuned encoder + attentive head, target {target}, {seeds} seed(s)", "",
+    what = "randomly initialised encoder (from scratch)" if random_init else "fine-tuned encoder"
+    report["table"] = "\n".join([f"{what} + attentive head, target {target}, {seeds} seed(s)", "",
                                  "| split | top1 | per seed |", "|---|---|---|", *rows])
     if out is not None:
         folder = Path(out)
         write_json(report, folder / "finetune.json")
         (folder / "finetune.md").write_text(report["table"] + "\n")
         assert first is not None
-        first.encoder.meta = {**getattr(enc, "meta", {}), "finetuned": {"target": target, "from": str(encoder_path)}}
+        first.encoder.meta = {**getattr(enc, "meta", {}), "finetuned": {
+            "target": target, "from": "random init" if random_init else str(encoder_path)}}
         save_encoder(first.encoder.cpu(), folder / "encoder.safetensors")
         torch.save({k: v.cpu() for k, v in first.head.state_dict().items()}, folder / "head.pt")
     return report

@@ -389,7 +389,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     check_out_dir("--out", args.out)
     report = run_finetune(args.encoder, args.train, args.val, args.target, test=args.test, cfg=cfg, seeds=args.seeds,
                           out=args.out, num_workers=args.num_workers, device=args.device,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, random_init=args.random_init)
     print(report["table"])
     secs = sum(r["train_seconds"] for r in report["runs"])
     print(f"training {secs:.0f} s over {args.seeds} seed(s)")
@@ -421,16 +421,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
     from jepa.inspect.run import run_inspect, summary_rows
 
-    if args.atoms < args.active:
-        raise ValueError(f"--active {args.active} is more than --atoms {args.atoms}; pass --active <= --atoms")
+    wm = args.world_model is not None
+    atoms = args.atoms or (64 if wm else 256)
+    active = args.active or (4 if wm else 8)
+    if atoms < active:
+        raise ValueError(f"--active {active} is more than --atoms {atoms}; pass --active <= --atoms")
+    if not wm and (args.env or args.protocol):
+        raise ValueError("--env and --protocol go with --world-model; an --encoder is inspected on a video manifest")
     if args.out and (Path(args.out) / "inspect.json").exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds an inspection; pass --overwrite to replace it, "
                               "or choose another --out")
     check_out_dir("--out", args.out)
-    result = run_inspect(args.encoder, args.data, atoms=args.atoms, active=args.active, out=args.out,
-                         heldout=args.heldout, steps=args.steps, seed=args.seed, baselines=tuple(args.baselines),
-                         show=args.show, layer=args.layer, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                         num_workers=args.num_workers, device=args.device, progress=not args.no_progress)
+    if wm:
+        from jepa.inspect.world_model import run_inspect_world_model
+        from jepa.planning.protocols import DEFAULTS, get_protocol
+
+        env = args.env or (get_protocol(args.protocol).env if args.protocol else "two-rooms")
+        name = args.protocol or DEFAULTS.get(env)
+        proto = get_protocol(name) if name else None
+        if proto is not None and proto.env != env:
+            raise ValueError(f"--protocol {name} is for the {proto.env!r} environment, not {env!r}")
+        result = run_inspect_world_model(
+            args.world_model, args.data, env=env, atoms=atoms, active=active, out=args.out, heldout=args.heldout,
+            steps=args.steps, seed=args.seed, baselines=tuple(args.baselines), show=args.show,
+            frame_stride=args.frame_stride, max_episodes=args.max_episodes, trust=args.trust_checkpoint,
+            env_kwargs=dict(proto.env_kwargs) if proto else None)
+    else:
+        result = run_inspect(args.encoder, args.data, atoms=atoms, active=active, out=args.out,
+                             heldout=args.heldout, steps=args.steps, seed=args.seed, baselines=tuple(args.baselines),
+                             show=args.show, layer=args.layer, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                             num_workers=args.num_workers, device=args.device, progress=not args.no_progress)
     print("| features | R^2 (held-out) | PCA R^2, same k | nameable (AUC >= 0.9) | nameable per label | dead | always on |")
     print("|---|---|---|---|---|---|---|")
     for row in summary_rows(result):
@@ -702,6 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="horizontal flip probability (0: flips change left/right motion labels)")
     ft.add_argument("--views", type=positive, default=2, help="evenly spaced clips per video at evaluation")
     ft.add_argument("--seeds", type=positive, default=1, help="repeat with these many seeds (mean and spread)")
+    ft.add_argument("--random-init", action="store_true",
+                    help="train a freshly initialised twin of --encoder instead: the from-scratch baseline, same recipe")
     ft.add_argument("--out", default=None, help="folder for finetune.json / .md, the encoder and the head")
     ft.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     _add_run_args(ft)
@@ -715,12 +737,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also log the page and pictures as media to each run's own wandb run (offline unless WANDB_MODE says otherwise)")
     rp.set_defaults(func=_cmd_report)
 
-    ins = sub.add_parser("inspect", help="a sparse dictionary of an encoder's tokens: atoms, names, pictures")
-    ins.add_argument("--encoder", required=True, help="exported encoder file, jepa fit checkpoint, or run folder")
-    ins.add_argument("--data", required=True, help="manifest CSV (its label columns name the atoms)")
-    ins.add_argument("--atoms", type=positive, default=256, help="dictionary size")
-    ins.add_argument("--active", type=positive, default=8, help="atoms active per token (top-k)")
-    ins.add_argument("--heldout", type=float, default=0.3, help="fraction of videos held out for every score")
+    ins = sub.add_parser("inspect", help="a sparse dictionary of an encoder's (or world model's) tokens: atoms, names, pictures")
+    what = ins.add_mutually_exclusive_group(required=True)
+    what.add_argument("--encoder", help="exported encoder file, jepa fit checkpoint, or run folder")
+    what.add_argument("--world-model", help="world-model checkpoint (jepa fit --config configs/world_model/...): "
+                      "its frame latents on --data trajectories, named by the recorded states")
+    ins.add_argument("--data", required=True,
+                     help="manifest CSV (its label columns name the atoms); with --world-model a jepa data collect manifest")
+    ins.add_argument("--env", default=None, help="--world-model: the environment whose states name the atoms "
+                     "(default: the --protocol's, else two-rooms)")
+    ins.add_argument("--protocol", default=None, help="--world-model: the layout distribution the data was collected "
+                     "from (default: the environment's headline protocol)")
+    ins.add_argument("--frame-stride", type=positive, default=4, help="--world-model: every n-th frame of each trajectory")
+    ins.add_argument("--max-episodes", type=positive, default=None, help="--world-model: the first n trajectories only")
+    ins.add_argument("--trust-checkpoint", action="store_true",
+                     help="the checkpoint file is trusted: allow loading Python objects from it (runs code from the file)")
+    ins.add_argument("--atoms", type=positive, default=None, help="dictionary size (default: 256; 64 with --world-model)")
+    ins.add_argument("--active", type=positive, default=None,
+                     help="atoms active per token, top-k (default: 8; 4 with --world-model)")
+    ins.add_argument("--heldout", type=float, default=0.3,
+                     help="fraction of videos (with --world-model: of episodes) held out for every score")
     ins.add_argument("--steps", type=positive, default=2000, help="dictionary training steps")
     ins.add_argument("--seed", type=int, default=0)
     ins.add_argument("--baselines", nargs="*", default=["random_init"], choices=["random_init"])
