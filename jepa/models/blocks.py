@@ -48,10 +48,12 @@ class Attention(nn.Module):
             v = F.linear(x, self.qkv.weight[2 * c :], None if self.qkv.bias is None else self.qkv.bias[2 * c :])
             return self.proj(v)
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # [B, heads, N, d]
-        if rope is not None:
+        if rope is not None:  # queries and keys rotated in one pass
             cos, sin = rope[0][:, None], rope[1][:, None]  # [B, 1, N, d]: same rotation for every head
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = apply_rope(qkv[:2], cos, sin).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)  # [B, heads, N, d]
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 

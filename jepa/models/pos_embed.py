@@ -131,13 +131,30 @@ def rope_3d(
     return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
 
 
+_ROTATIONS: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}  # (head_dim, device) -> (index, sign)
+
+
+def _rope_rotation(head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(channel index, sign) such that ``x[..., index] * sign`` is rotate-half within each axis
+    part of ``rope_3d``: channel ``i < m`` of a part takes ``-x[i + m]``, channel ``i >= m`` takes
+    ``x[i - m]``; the unrotated remainder gets sign 0."""
+    key = (head_dim, str(device))
+    if key not in _ROTATIONS:
+        part = 2 * (head_dim // 6)
+        m = part // 2
+        index = torch.arange(head_dim)
+        sign = torch.zeros(head_dim)
+        for a in range(3):
+            lo = a * part
+            index[lo:lo + m], sign[lo:lo + m] = torch.arange(lo + m, lo + part), -1.0
+            index[lo + m:lo + part], sign[lo + m:lo + part] = torch.arange(lo, lo + m), 1.0
+        _ROTATIONS[key] = (index.to(device), sign.to(device))
+    return _ROTATIONS[key]
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [..., N, head_dim] by tables from ``rope_3d`` (broadcast over heads)."""
-    d = x.shape[-1]
-    part = 2 * (d // 6)
-    m = part // 2
-    chunks = list(x[..., : 3 * part].split(part, dim=-1))
-    rotated = [torch.cat([-c[..., m:], c[..., :m]], dim=-1) for c in chunks]  # rotate_half per axis
-    if 3 * part < d:
-        rotated.append(torch.zeros_like(x[..., 3 * part :]))
-    return x * cos.to(x.dtype) + torch.cat(rotated, dim=-1) * sin.to(x.dtype)
+    """Rotate x [..., N, head_dim] by tables from ``rope_3d`` (broadcast over heads): within each
+    axis part of width ``2m``, channel pair ``(i, i + m)`` turns by its angle. One gather of the
+    channels and two products (the sign of rotate-half is folded into the small ``sin`` table)."""
+    index, sign = _rope_rotation(x.shape[-1], x.device)
+    return x * cos.to(x.dtype) + x.index_select(-1, index) * (sin * sign).to(x.dtype)
