@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from jepa.inspect.dictionary import decode, encode, fit_dictionary, pca_r2, r2_score
-from jepa.inspect.run import auc, name_units
+from jepa.inspect.run import auc, name_candidates, name_units
 
 
 def planted(n: int = 6000, dim: int = 16, atoms: int = 24, k: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,3 +95,20 @@ def test_nameable_counts_per_label() -> None:
     names = [{"label": "shape", "heldout_auc": 0.95}, {"label": "shape", "heldout_auc": 0.89},
              {"label": "color", "heldout_auc": 0.99}, {"label": None, "heldout_auc": 0.5}]
     assert nameable_by_label(names, ["color", "direction", "shape"]) == {"color": 1, "direction": 0, "shape": 1}
+
+
+def test_rare_label_values_never_name_a_unit() -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    labels = {"collisions": torch.zeros(n, dtype=torch.long), "shape": torch.randint(0, 2, (n,), generator=g)}
+    fit, held = torch.arange(0, 140), torch.arange(140, 200)
+    rare = torch.tensor([3, 50, 100, 150])  # 3 fit clips and 1 held-out clip with 7 collisions
+    labels["collisions"][rare] = 7
+    labels["collisions"][60:120] = 1  # a common value
+    acts = torch.rand(n, 2, generator=g)
+    acts[rare, 0] = 5.0  # separates the rare value perfectly, on both sets
+    acts[:, 1] = labels["shape"].float() + 0.1 * torch.rand(n, generator=g)
+    names = name_units(acts, labels, fit, held)
+    assert (names[0]["label"], names[0]["value"]) != ("collisions", 7)  # one held-out clip is not evidence
+    assert (names[1]["label"], names[1]["heldout_auc"]) == ("shape", 1.0)
+    assert ("collisions", 7) in [(c, v) for c, v in name_candidates(labels, fit, held, min_clips=1)]

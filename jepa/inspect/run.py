@@ -12,7 +12,8 @@
 4. Names: a clip's activation of an atom is its largest over the clip's tokens. For every label
    column of the manifest with few values (shape, colour, direction, ...), each atom is matched on
    the *fit* clips to the (column, value) its activation separates best (ROC AUC, one value
-   against the rest), and that match is scored on the *held-out* clips only. An atom is
+   against the rest), and that match is scored on the *held-out* clips only; a value names atoms
+   only if at least ``MIN_CLIPS`` (10) clips have it and 10 do not, in both sets. An atom is
    *nameable* at held-out AUC >= 0.9. The same count is made for PCA directions (each sign of
    each principal direction, as many as the dictionary's atoms at most) and for the dictionary
    of the random-init twin.
@@ -39,6 +40,7 @@ from jepa.inspect.dictionary import SparseDictionary, encode, fit_dictionary, pc
 
 NAMEABLE_AUC = 0.9
 MAX_LABEL_VALUES = 20  # label columns with more distinct values are not used for names
+MIN_CLIPS = 10  # a label value names units only with this many clips having it, and not, in fit and held-out sets
 
 
 def auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
@@ -68,18 +70,32 @@ def label_columns(labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def name_candidates(labels: dict[str, torch.Tensor], fit: torch.Tensor, held: torch.Tensor,
+                    min_clips: int = MIN_CLIPS) -> list[tuple[str, int]]:
+    """The (label, value) pairs a unit may be named by: values with at least ``min_clips`` clips
+    having it and ``min_clips`` not, among the fit clips and among the held-out clips alike (an AUC
+    over one or two positive clips is noise, not a name)."""
+    out = []
+    for col, values in labels.items():
+        for v in torch.unique(values[fit]).tolist():
+            counts = [int((values[idx] == v).sum()) for idx in (fit, held)]
+            if all(min_clips <= c <= idx.numel() - min_clips for c, idx in zip(counts, (fit, held), strict=True)):
+                out.append((col, int(v)))
+    return out
+
+
 def name_units(acts: torch.Tensor, labels: dict[str, torch.Tensor], fit: torch.Tensor,
-               held: torch.Tensor) -> list[dict[str, Any]]:
+               held: torch.Tensor, min_clips: int = MIN_CLIPS) -> list[dict[str, Any]]:
     """For each unit (column of ``acts [clips, units]``): the (label, value) it separates best on
-    the ``fit`` clips, and that AUC on the ``held`` clips."""
+    the ``fit`` clips (among ``name_candidates``), and that AUC on the ``held`` clips."""
+    candidates = name_candidates(labels, fit, held, min_clips)
     out = []
     for u in range(acts.shape[1]):
         best: tuple[float, str, int] | None = None
-        for col, values in labels.items():
-            for v in torch.unique(values[fit]).tolist():
-                a = auc(acts[fit, u], values[fit] == v)
-                if best is None or a > best[0]:
-                    best = (a, col, int(v))
+        for col, v in candidates:
+            a = auc(acts[fit, u], labels[col][fit] == v)
+            if best is None or a > best[0]:
+                best = (a, col, v)
         if best is None:
             out.append({"label": None, "value": None, "fit_auc": 0.5, "heldout_auc": 0.5})
             continue
@@ -226,7 +242,8 @@ def run_inspect(encoder: str | os.PathLike[str], data: str | os.PathLike[str], a
     result: dict[str, Any] = {
         "encoder": str(encoder), "data": str(data), "clips": int(tokens.shape[0]), "fit_clips": int(fit.numel()),
         "heldout_clips": int(held.numel()), "tokens_per_clip": int(tokens.shape[1]), "dim": int(tokens.shape[2]),
-        "labels": sorted(label_columns(fs.labels)), "nameable_auc": NAMEABLE_AUC, "seed": seed,
+        "labels": sorted(label_columns(fs.labels)), "nameable_auc": NAMEABLE_AUC, "min_clips_per_name": MIN_CLIPS,
+        "seed": seed,
         "pretrained": rep["summary"], "pca": pca_names(tokens, fs.labels, fit, held, atoms),
     }
     if "random_init" in feats:

@@ -31,6 +31,7 @@ from torch import nn
 from jepa.inspect.dictionary import encode
 from jepa.inspect.run import (
     MAX_LABEL_VALUES,
+    MIN_CLIPS,
     NAMEABLE_AUC,
     clip_picture,
     dictionary_report,
@@ -142,7 +143,8 @@ def run_inspect_world_model(world_model: str | os.PathLike[str], data: str | os.
         "split_by": "episode", "episodes": len(paths), "frame_stride": frame_stride,
         "clips": int(tokens.shape[0]), "fit_clips": int(fit.numel()), "heldout_clips": int(held.numel()),
         "tokens_per_clip": int(tokens.shape[1]), "dim": int(tokens.shape[2]),
-        "labels": sorted(label_columns(labels)), "label_values": vocab, "nameable_auc": NAMEABLE_AUC, "seed": seed,
+        "labels": sorted(label_columns(labels)), "label_values": vocab, "nameable_auc": NAMEABLE_AUC,
+        "min_clips_per_name": MIN_CLIPS, "seed": seed,
         "pretrained": rep["summary"], "pca": pca_names(tokens, labels, fit, held, atoms),
     }
     if "random_init" in baselines:
