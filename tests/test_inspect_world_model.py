@@ -91,3 +91,18 @@ def test_random_twin_of_a_frame_encoder_is_fresh() -> None:
     assert weights and all(not torch.equal(a[k], b[k]) for k in weights)
     again = dict(random_encoder_twin(enc, seed=0).named_parameters())
     assert all(torch.equal(b[k], again[k]) for k in b)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from jepa.training.cli import main
+
+    assert main(["inspect", "--encoder", "enc.pt", "--data", "x.csv", "--env", "pusht"]) != 0
+    assert capsys.readouterr().err.strip() == ("jepa inspect: error: --env and --protocol go with --world-model; "
+                                                      "an --encoder is inspected on a video manifest")
+    bad = tmp_path / "not_a_model.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["inspect", "--world-model", str(bad), "--data", "x.csv"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err
+    assert main(["inspect", "--world-model", str(bad), "--data", "x.csv", "--protocol", "nope"]) != 0
+    assert "unknown protocol 'nope'" in capsys.readouterr().err

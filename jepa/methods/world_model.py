@@ -412,5 +412,6 @@ def load_world_model(path: str, map_location: str | torch.device = "cpu", trust:
         if kind and "world-model" not in kind:
             raise ValueError(f"{path} is not a world-model checkpoint: it is {kind}; jepa plan needs a run of "
                              "jepa fit --config configs/world_model/...") from e
-        raise ValueError(f"{path} is not a readable ActionConditionedWorldModel checkpoint ({type(e).__name__}: {e})") from e
+        first = (str(e).strip().splitlines() or [""])[0][:200]  # one line: torch's messages run to paragraphs
+        raise ValueError(f"{path} is not a readable ActionConditionedWorldModel checkpoint ({type(e).__name__}: {first})") from e
     return model.eval()
