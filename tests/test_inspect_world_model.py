@@ -106,3 +106,5 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert len(err.splitlines()) == 1 and str(bad) in err
     assert main(["inspect", "--world-model", str(bad), "--data", "x.csv", "--protocol", "nope"]) != 0
     assert "unknown protocol 'nope'" in capsys.readouterr().err
+    assert main(["inspect", "--world-model", str(bad), "--data", "x.csv", "--layer", "2"]) != 0
+    assert "--layer and --cache-dir go with --encoder" in capsys.readouterr().err

@@ -428,6 +428,8 @@ def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
         raise ValueError(f"--active {active} is more than --atoms {atoms}; pass --active <= --atoms")
     if not wm and (args.env or args.protocol):
         raise ValueError("--env and --protocol go with --world-model; an --encoder is inspected on a video manifest")
+    if wm and (args.layer != -1 or args.cache_dir):
+        raise ValueError("--layer and --cache-dir go with --encoder; a world model's latents are its encoder's output")
     if args.out and (Path(args.out) / "inspect.json").exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds an inspection; pass --overwrite to replace it, "
                               "or choose another --out")
@@ -761,10 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--seed", type=int, default=0)
     ins.add_argument("--baselines", nargs="*", default=["random_init"], choices=["random_init"])
     ins.add_argument("--show", type=positive, default=24, help="atoms shown with pictures")
-    ins.add_argument("--layer", type=int, default=-1, help="block whose tokens to read (-1: the output)")
+    ins.add_argument("--layer", type=int, default=-1, help="--encoder: block whose tokens to read (-1: the output)")
     ins.add_argument("--out", default=None, help="folder for inspect.html / .json, atoms/*.png, dictionary.pt")
     ins.add_argument("--overwrite", action="store_true", help="replace an earlier inspection in --out")
-    ins.add_argument("--cache-dir", default=None, help="feature cache (default: the probes')")
+    ins.add_argument("--cache-dir", default=None, help="--encoder: feature cache (default: the probes')")
     ins.add_argument("--batch-size", type=positive, default=16)
     _add_run_args(ins)
     ins.set_defaults(func=_cmd_inspect_atoms)
