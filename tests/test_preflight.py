@@ -262,3 +262,29 @@ def test_a_fit_prints_no_noise(tmp_path: Path, synth_dir: Path) -> None:
     for noise in ("💡", "anonymous setting", "LeafSpec", "could not find the monitored key"):
         assert noise not in out, noise
     assert list((root / "wandb").glob("offline-run-*")) and (root / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_write_checks_of_many_ranks_at_once_do_not_collide(tmp_path: Path) -> None:
+    """Ranks of one job probe the same output folder at the same moment (a race that failed FSDP runs)."""
+    import threading
+
+    from jepa.training.preflight import check_writable
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def rank() -> None:
+        start.wait()
+        for _ in range(200):
+            try:
+                check_writable("trainer.default_root_dir", tmp_path / "run")
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+    threads = [threading.Thread(target=rank) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert not list((tmp_path / "run").iterdir())  # no probe file left behind

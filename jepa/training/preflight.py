@@ -9,6 +9,7 @@ earlier by the config parser (LightningCLI / jsonargparse), which names the key 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,9 @@ def check_writable(key: str, folder: str | os.PathLike[str]) -> None:
     p = Path(folder)
     try:
         p.mkdir(parents=True, exist_ok=True)
-        probe = p / ".jepa-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a file of its own per caller: ranks of one job probe the same folder at the same moment
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".jepa-write-test-"):
+            pass
     except OSError as e:
         named = f"{key} {folder}" if key.startswith("--") else f"{key}: {folder}"  # a flag, or a config key
         raise ConfigError(f"{named}: cannot write there ({e.strerror or e}); "
