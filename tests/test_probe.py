@@ -337,7 +337,8 @@ def test_batched_heads_equal_heads_trained_alone(kind: str, task: str, optimizer
     out = 4 if task == "classification" else 1
     cfg = HeadConfig(kind=kind, optimizer=optimizer, epochs=4, batch_size=32, warmup_epochs=1)  # type: ignore[arg-type]
     for members in ([Member(1e-3, 1e-4, 0), Member(1e-2, 1e-1, 0)],  # a grid: one batch order for all
-                    [Member(1e-2, 1e-2, 1), Member(3e-3, 0.0, 2), Member(3e-3, 0.0, 0)]):  # seeds: one order each
+                    [Member(1e-2, 1e-2, 1), Member(3e-3, 0.0, 2), Member(3e-3, 0.0, 0)],  # seeds: one order each
+                    [Member(1e-3, 0.0, 2), Member(1e-2, 1e-2, 1), Member(3e-3, 1e-1, 2)]):  # grids per seed, interleaved
         for (head, _), m in zip(train_heads(cfg, x, y, task, out, members), members, strict=True):  # type: ignore[arg-type]
             alone, _ = train_head(cfg, x, y, task, out, m.lr, m.weight_decay, m.seed)  # type: ignore[arg-type]
             torch.testing.assert_close(predict(head, x), predict(alone, x), atol=1e-4, rtol=1e-4)

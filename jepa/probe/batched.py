@@ -72,16 +72,18 @@ def _ln(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], eps=LN_EPS) * w[:, None] + b[:, None]
 
 
-def _attentive_forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, num_heads: int) -> torch.Tensor:
+def _attentive_forward(p: dict[str, torch.Tensor], x: torch.Tensor, shared: bool, num_heads: int,
+                       normalised: bool = False) -> torch.Tensor:
     """``AttentiveHead`` for G members: tokens ``[B, N, D]`` (shared) or ``[G, B, N, D]`` -> ``[G, B, out]``.
 
     The same single-query algebra as ``AttentiveHead.pool``; the LayerNorm before attention is
     applied without its affine part once for all members, which is folded into each member's
     score vectors and values (the per-head constant it adds to every score cancels in the softmax).
+    ``normalised``: ``x`` is already that affine-free LayerNorm of the tokens.
     """
     g, d = p["norm_kv.weight"].shape
     h, dh = num_heads, d // num_heads
-    xn = F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
+    xn = x if normalised else F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
     w_ln, b_ln = p["norm_kv.weight"], p["norm_kv.bias"]  # [G, D]
     w_k = p["kv.weight"][:, :d].reshape(g, h, dh, d)
     w_v = p["kv.weight"][:, d:].reshape(g, h, dh, d)
@@ -171,20 +173,27 @@ def train_heads(
     steps_per_epoch = max(1, len(samples) // bs)
     total, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     num_heads = heads[0].num_heads if isinstance(heads[0], AttentiveHead) else 0
+    if num_heads:  # the affine-free LayerNorm of the tokens never changes: once, not per step and member
+        samples = torch.cat([F.layer_norm(samples[i:i + 1024].float(), samples.shape[-1:], eps=LN_EPS)
+                             for i in range(0, len(samples), 1024)])
+    groups = [torch.tensor([g for g, mb in enumerate(members) if mb.seed == s], device=device) for s in seeds]
+    regroup = torch.cat(groups).argsort()  # member order from seed-group order
     step = 0
     for _ in range(cfg.epochs):
         orders = torch.stack([torch.randperm(len(samples), generator=gens[s]) for s in seeds])  # [S, n*V]
         for i in range(steps_per_epoch):
             idx = orders[:, i * bs : (i + 1) * bs]  # [S, bs]
-            if shared:
-                xb, yb = samples[idx[0]].to(device).float(), targets[idx[0]].to(device).expand(len(members), -1)
-            else:
-                xb, yb = samples[idx[which]].to(device).float(), targets[idx[which]].to(device)
+            yb = targets[idx[0]].to(device).expand(len(members), -1) if shared else targets[idx[which]].to(device)
             scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
             if cfg.kind == "linear":
+                xb = (samples[idx[0]] if shared else samples[idx[which]]).to(device).float()
                 out = _linear_forward(params, buffers, xb, shared)
-            else:
-                out = _attentive_forward(params, xb, shared, num_heads)
+            elif shared:
+                out = _attentive_forward(params, samples[idx[0]].to(device), True, num_heads, normalised=True)
+            else:  # one batch per seed, read by all of that seed's members together
+                out = torch.cat([_attentive_forward({k: t[grp] for k, t in params.items()}, samples[idx[j]].to(device),
+                                                    True, num_heads, normalised=True)
+                                 for j, grp in enumerate(groups)])[regroup]
             if task == "classification":
                 loss = F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(len(members), -1).mean(1)
             else:
