@@ -1,7 +1,10 @@
-"""Shared fixtures: small synthetic datasets and hand-made videos, all generated per session."""
+"""Shared fixtures: small synthetic datasets and hand-made videos, all generated per session; and
+the headless-Chromium runner the page tests share."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,21 @@ import pytest
 
 from data_pipelines.synth import MovingShapesConfig, make_moving_shapes
 from data_pipelines.writers import write_video
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium on a local page (``--dump-dom``, ``--screenshot=...``, ...), logging to stderr."""
+    assert CHROMIUM is not None
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
+    return subprocess.run([CHROMIUM, *flags, *args, page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+
+
+def console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
 
 
 def smooth_frames(t: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ WORKERS = {"num_workers": 1, "persistent_workers": True}  # clip starts drawn in
 
 
 def step_of(path: Path) -> int:
-    return int(torch.load(path, weights_only=False)["global_step"])
+    return int(read_checkpoint(path)["global_step"])
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_resume_without_the_data_position_would_diverge(tmp_path: Path, synth_di
     cfg = tiny_fit_config(tmp_path, synth_dir, "crash", batch=4, callbacks=kill, trainer=LONG)
     assert run_fit(["--config", str(cfg), "--checkpoint_every_n_steps", "3"]).returncode == -9
     ckpt_path = tmp_path / "crash" / "checkpoints" / "last-step.ckpt"
-    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt = read_checkpoint(ckpt_path)
     for state in ckpt.values():
         if isinstance(state, dict) and "train_progress" in state:
             state["train_progress"] = {"epoch": -1, "batches": 0}  # forget where the epoch was

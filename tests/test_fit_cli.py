@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import CHROMIUM, chromium, console_errors
 
 import jepa
 from jepa.hub import create_encoder, encoder_meta, export_encoder, load_encoder
@@ -289,23 +289,15 @@ def test_report_logs_its_page_and_pictures_to_the_runs_wandb(reported: Path, fit
     assert "no wandb run" in capsys.readouterr().out
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (make test installs Debian's chromium where apt can)")
 def test_report_page_renders_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
-    url = reported.resolve().as_uri()
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = chromium(reported, tmp_path / "profile", "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     for section in ("Training curves", "Recipe", "Frozen probes"):
         assert f">{section}</h2>" in dom.stdout
     assert dom.stdout.count("<svg") >= 5 and "<table>" in dom.stdout
-    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    console = console_errors(dom.stderr)
     assert not console, console
     shot = tmp_path / "report.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1280,1600", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=120, check=True)
+    assert chromium(reported, tmp_path / "profile", "--window-size=1280,1600", f"--screenshot={shot}").returncode == 0
     assert shot.stat().st_size > 10_000  # a page with pictures, not a blank one

@@ -4,12 +4,11 @@ scored on held-out clips, and the command runs end to end on generated videos.""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import CHROMIUM, chromium, console_errors
 
 from jepa.inspect.dictionary import decode, encode, fit_dictionary, pca_r2, r2_score
 from jepa.inspect.run import auc, name_candidates, name_units
@@ -87,16 +86,11 @@ def test_jepa_inspect_runs_end_to_end(synth_dir: Path, tmp_path: Path, capsys) -
     assert len(list((out / "atoms").glob("atom_*.png"))) == 3
     page = (out / "inspect.html").read_text()
     assert 'id="summary"' in page and page.count('<div class="card">') == 3
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is not None:  # the page as a person sees it: it loads, shows its sections and pictures, no console errors
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--enable-logging=stderr", "--v=0"]
-        dom = subprocess.run([chromium, *flags, "--dump-dom", (out / "inspect.html").resolve().as_uri()],
-                             capture_output=True, text=True, timeout=120)
+    if CHROMIUM is not None:  # the page as a person sees it: it loads, shows its sections and pictures, no console errors
+        dom = chromium(out / "inspect.html", tmp_path / "profile", "--dump-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
         assert ">Summary</h2>" in dom.stdout and ">Atoms</h2>" in dom.stdout and dom.stdout.count("<img") == 3
-        assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+        assert not console_errors(dom.stderr)
     assert main(args) != 0
     assert "already holds an inspection; pass --overwrite" in capsys.readouterr().err
 

@@ -114,7 +114,8 @@ def nameable_by_label(names: list[dict[str, Any]], labels: list[str]) -> dict[st
     return counts
 
 
-def _split(n: int, heldout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(n: int, heldout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded split of ``n`` items into (fit, held-out) index tensors, ``heldout`` of them held out."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, int(round(n * heldout)))
     held, fit = perm[:k], perm[k:]
@@ -237,7 +238,7 @@ def run_inspect(encoder: str | os.PathLike[str], data: str | os.PathLike[str], a
     fs = feats["pretrained"]
     assert fs.tokens is not None
     tokens = fs.tokens[:, 0]  # [clips, N, D], one view
-    fit, held = _split(tokens.shape[0], heldout, seed)
+    fit, held = split_indices(tokens.shape[0], heldout, seed)
     dic, rep = dictionary_report(tokens, fs.labels, fit, held, atoms, active, steps, seed, max_tokens)
     result: dict[str, Any] = {
         "encoder": str(encoder), "data": str(data), "clips": int(tokens.shape[0]), "fit_clips": int(fit.numel()),

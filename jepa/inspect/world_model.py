@@ -37,6 +37,7 @@ from jepa.inspect.run import (
     dictionary_report,
     label_columns,
     pca_names,
+    split_indices,
 )
 
 
@@ -101,14 +102,13 @@ def encode_frames(encoder: nn.Module, normalise: Any, frames: np.ndarray, batch_
 
 
 def split_episodes(episode: np.ndarray, heldout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame indices of the fit and held-out *episodes* (a seeded ``heldout`` fraction of them)."""
+    """Frame indices of the fit and held-out *episodes*: ``jepa.inspect.run``'s seeded split,
+    applied to episodes instead of clips."""
     ids = np.unique(episode)
     if len(ids) < 2:
         raise ValueError(f"{len(ids)} episode(s) are too few to fit on some and hold out others; pass more trajectories")
-    perm = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).numpy()
-    k = min(len(ids) - 1, max(1, int(round(len(ids) * heldout))))
-    held_ids = ids[perm[:k]]
-    is_held = torch.from_numpy(np.isin(episode, held_ids))
+    _, held_ids = split_indices(len(ids), heldout, seed)
+    is_held = torch.from_numpy(np.isin(episode, ids[held_ids.numpy()]))
     return (~is_held).nonzero().squeeze(1), is_held.nonzero().squeeze(1)
 
 
