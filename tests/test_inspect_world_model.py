@@ -64,7 +64,7 @@ def test_frames_and_labels_line_up_with_recorded_states(tmp_path: Path) -> None:
     manifest = collect("two-rooms", tmp_path / "tr", episodes=3, steps=12, seed=0, env_kwargs=dict(EB_JEPA_LAYOUT),
                        workers=1)
     env = TwoRooms.make(**EB_JEPA_LAYOUT)
-    frames, episode, labels, vocab, paths = read_frames(manifest, env, frame_stride=4, max_episodes=None)
+    frames, episode, labels, vocab, paths, targets = read_frames(manifest, env, frame_stride=4, max_episodes=None)
     assert frames.shape[0] == episode.shape[0] == 3 * 4  # frames 0, 4, 8, 12 of 13 per episode
     assert len(paths) == 3 and vocab["room"] == ["left", "right"]
     for e in range(3):
@@ -72,6 +72,10 @@ def test_frames_and_labels_line_up_with_recorded_states(tmp_path: Path) -> None:
             states = z["states"][::4]
             expected, _ = env.state_labels(states, {k: z[k] for k in z.files})["room"]
         assert labels["room"][episode == e].tolist() == expected.tolist()
+        np.testing.assert_allclose(targets["agent_x"][episode == e], states[:, 0])
+        np.testing.assert_allclose(targets["agent_y"][episode == e], states[:, 1])
+        with np.load(tmp_path / "tr" / "episodes" / f"{e:06d}.npz") as z:
+            assert set(targets["layout_wall_x"][episode == e].tolist()) == {float(z["layout_wall_x"])}
         for f, s in zip(frames[episode == e], states, strict=True):  # the agent's red disc is drawn where the state says
             red = (f[..., 0] > 180) & (f[..., 1] < 140)
             ys, xs = np.nonzero(red)
@@ -108,3 +112,25 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert "unknown protocol 'nope'" in capsys.readouterr().err
     assert main(["inspect", "--world-model", str(bad), "--data", "x.csv", "--layer", "2"]) != 0
     assert "--layer and --cache-dir go with --encoder" in capsys.readouterr().err
+
+
+def test_ridge_readout_scores_held_out_rows_against_their_own_mean() -> None:
+    """R^2 = 1 - SS_res / SS_tot on the held-out rows: near 1 for a linear target, <= ~0 for one
+    the features know nothing about, and the constant target (nothing to explain) is left out."""
+    from jepa.inspect.readout import ridge_readout, state_targets
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 6, generator=g)
+    fit, held = torch.arange(0, 300), torch.arange(300, 400)
+    lin = (x @ torch.tensor([1.0, -2.0, 0.0, 0.5, 0.0, 0.0]) + 3.0).numpy()
+    noise = torch.randn(400, generator=g).numpy()
+    r = ridge_readout(x, {"lin": lin, "noise": noise, "const": np.ones(400)}, fit, held, alpha=1e-6)
+    assert r["lin"] > 0.999 and r["noise"] < 0.05 and "const" not in r
+    # held-out mean, not the fit mean: a shifted held-out target is not "explained" by the shift
+    shifted = lin.copy()
+    shifted[300:] += 100.0
+    assert ridge_readout(x, {"s": shifted}, fit, held, alpha=1e-6)["s"] < 0
+    cols = state_targets(np.array([[1.0, 2.0], [3.0, 4.0]]), {"layout_wall_x": np.float32(30), "name": np.array("x"),
+                                                             "vec": np.zeros(3)}, ["agent_x", "agent_y"])
+    assert sorted(cols) == ["agent_x", "agent_y", "layout_wall_x"]
+    np.testing.assert_array_equal(cols["layout_wall_x"], [30.0, 30.0])

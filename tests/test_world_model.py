@@ -344,3 +344,29 @@ def test_frozen_latent_cache_returns_the_encoders_latents_and_skips_seen_frames(
     assert ActionConditionedWorldModel(encoder="conv", latent_cache_mb=64, action_dim=4).latent_cache is None  # trained encoder
     with pytest.raises(ValueError, match="latent_cache_mb"):
         ActionConditionedWorldModel(encoder="timm:test_vit", latent_cache_mb=-1)
+
+
+def test_clip_variance_loss_matches_the_formula_and_ignores_what_is_static_within_clips() -> None:
+    """Reference written from the definition: per (token, channel), the std of the deviations from
+    each clip's own time mean, pooled over clips with T - 1 degrees of freedom each; hinge at 1."""
+    from jepa.methods.world_model import clip_variance_loss
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, 4, 3, 2, generator=g) * torch.tensor([0.3, 2.0])
+    zn = z.numpy().astype(np.float64)
+    dev = zn - zn.mean(1, keepdims=True)
+    var = (dev ** 2).sum((0, 1)) / (5 * 3)
+    want = np.maximum(0.0, 1.0 - np.sqrt(var + 1e-4)).mean()
+    assert abs(float(clip_variance_loss(z)) - want) < 1e-5
+    # A scene that changes from clip to clip but never within one: a batch variance term is
+    # satisfied, this one is at its maximum (gamma), and it is 0 for latents that move enough.
+    static = torch.randn(8, 1, 1, 4, generator=g).expand(8, 5, 1, 4) * 10
+    assert float(clip_variance_loss(static)) == pytest.approx(1.0, abs=1e-2)
+    moving = static + torch.randn(8, 5, 1, 4, generator=g) * 3
+    assert float(clip_variance_loss(moving)) == 0.0
+    wm = small_wm(clip_var_weight=2.0, rollout_steps=0)
+    _, terms, z = wm.compute_loss(wm_batch())
+    torch.testing.assert_close(terms["clip_var_loss"], clip_variance_loss(z))
+    base = small_wm(rollout_steps=0)
+    assert "clip_var_loss" not in base.compute_loss(wm_batch())[1]
+    torch.testing.assert_close(wm.compute_loss(wm_batch())[0], base.compute_loss(wm_batch())[0] + 2.0 * terms["clip_var_loss"])

@@ -64,10 +64,15 @@ def test_collect_fit_plan(env: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         assert main(["inspect", "--world-model", str(ckpt), "--data", str(data / "manifest.csv"), "--atoms", "8",
                      "--active", "2", "--steps", "100", "--show", "2", "--frame-stride", "5",
                      "--out", str(insp)]) == 0
-        assert "| pretrained |" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert "| pretrained |" in printed and "| agent_x |" in printed
         result = json.loads((insp / "inspect.json").read_text())
+        readout = result["state_readout"]
+        assert {"agent_x", "agent_y", "layout_wall_x", "layout_door_y"} <= set(readout["pretrained"])
+        assert set(readout["random_init"]) == set(readout["pretrained"])
         assert result["unit"] == "frames" and result["split_by"] == "episode" and result["episodes"] == 12
         assert {"room", "door_side", "wall_distance"} <= set(result["labels"])
         assert result["clips"] == 12 * 9 and result["pretrained"]["atoms"] == 8 and "random_init" in result
         assert len(list((insp / "atoms").glob("atom_*.png"))) == 2
-        assert "frames of" in (insp / "inspect.html").read_text()
+        page = (insp / "inspect.html").read_text()
+        assert "frames of" in page and 'id="readout"' in page

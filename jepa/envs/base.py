@@ -54,6 +54,7 @@ class Env(ABC):
     has_true_dynamics: ClassVar[bool] = False  # True: ``dynamics`` steps batches of states
     has_simulator: ClassVar[bool] = False  # True: ``simulate`` plays action sequences from the current state
     path_subject: ClassVar[str] = "agent"  # what ``path_coordinates`` follows, for plot titles
+    state_names: ClassVar[tuple[str, ...]] = ()  # names of the state's leading columns (``jepa inspect``'s read-out)
     state: np.ndarray  # the current true state [S] (an attribute or a property)
     goal: np.ndarray | None  # the current goal state, if one is set
 

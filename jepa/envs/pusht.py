@@ -96,6 +96,7 @@ class PushT(Env):
     """Gymnasium-style Push-T with relative actions, state goals and DINO-WM success; see the module doc."""
 
     name: ClassVar[str] = "pusht"
+    state_names: ClassVar[tuple[str, ...]] = ("agent_x", "agent_y", "block_x", "block_y", "block_angle")
     has_true_dynamics: ClassVar[bool] = False  # pymunk steps one state at a time
     has_simulator: ClassVar[bool] = True  # ``simulate``: sequences replayed from a physics snapshot
     path_subject: ClassVar[str] = "block"

@@ -201,6 +201,7 @@ class TwoRooms(Env):
     """Gymnasium-style Two Rooms environment (``reset``, ``step``, ``render``); see the module doc."""
 
     name: ClassVar[str] = "two-rooms"
+    state_names: ClassVar[tuple[str, ...]] = ("agent_x", "agent_y")
     has_true_dynamics: ClassVar[bool] = True
     path_subject: ClassVar[str] = "agent"
 

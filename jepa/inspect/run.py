@@ -323,6 +323,26 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, 
     return rows
 
 
+def readout_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(state coordinate, R^2 per features) of a world model's linear state read-out, if any."""
+    ro = result.get("state_readout") or {}
+    keys = [k for k in ("pretrained", "random_init") if k in ro]
+    names = sorted({n for k in keys for n in ro[k]})
+    return [(n, *(f"{ro[k][n]:.3f}" if n in ro[k] else "-" for k in keys)) for n in names]
+
+
+def _readout_section(result: dict[str, Any]) -> str:
+    rows = readout_rows(result)
+    if not rows:
+        return ""
+    keys = [k for k in ("pretrained", "random_init") if k in result["state_readout"]]
+    head = "<tr><th>state</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return ('<section id="readout"><h2>State read-out</h2><p>R² on held-out episodes of a ridge regression from '
+            "a frame's whole latent to each true state coordinate (a latent that plans should hold what the actions "
+            f"move, not only the scene).</p><table>{head}{body}</table></section>")
+
+
 def _page(result: dict[str, Any], cards: list[str]) -> str:
     s = result["pretrained"]
     unit = result.get("unit", "clips")
@@ -339,6 +359,6 @@ def _page(result: dict[str, Any], cards: list[str]) -> str:
             f"<p>{result['clips']} {unit} of {html.escape(result['data'])} ({result['fit_clips']} to fit, "
             f"{result['heldout_clips']} held out{split}), {result['tokens_per_clip']} tokens each; {s['atoms']} atoms, "
             f"{s['active']} active per token; names from {', '.join(result['labels']) or 'no label column'}.</p>"
-            f'<section id="summary"><h2>Summary</h2><table>{head}{body}</table></section>'
+            f'<section id="summary"><h2>Summary</h2><table>{head}{body}</table></section>{_readout_section(result)}'
             f'<section id="atoms"><h2>Atoms</h2><p>Top held-out clips per atom; red: where it fires.</p>'
             f'<div class="cards">{"".join(cards)}</div></section></body></html>\n')

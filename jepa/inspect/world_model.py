@@ -15,6 +15,9 @@ by the true state of the environment.
    :mod:`jepa.inspect.run`'s: a top-k dictionary fitted on the fit frames' tokens; R^2 against
    PCA with as many components; names chosen on fit frames and scored (ROC AUC) on held-out ones;
    the same count for PCA directions and for the random twin's dictionary.
+4. A linear read-out of the continuous state (``jepa.inspect.readout``: ridge regression from a
+   frame's whole latent to each state coordinate and layout scalar, R^2 on the held-out episodes),
+   for the model and the random twin: does the latent hold what the actions move?
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from jepa.inspect.dictionary import encode
+from jepa.inspect.readout import ridge_readout
 from jepa.inspect.run import (
     MAX_LABEL_VALUES,
     MIN_CLIPS,
@@ -62,17 +66,21 @@ def random_encoder_twin(encoder: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def read_frames(manifest: str | os.PathLike[str], env: Any, frame_stride: int, max_episodes: int | None
-                ) -> tuple[np.ndarray, np.ndarray, dict[str, torch.Tensor], dict[str, list[str]], list[str]]:
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, torch.Tensor], dict[str, list[str]], list[str],
+                           dict[str, np.ndarray]]:
     """Every ``frame_stride``-th frame of the first ``max_episodes`` trajectories -> (frames uint8
     ``[M, H, W, 3]``, episode index ``[M]``, labels (column -> int64 ``[M]``), value names, the
-    episodes' video paths)."""
+    episodes' video paths, continuous state targets (``jepa.inspect.readout.state_targets``:
+    column -> float ``[M]``))."""
     from data_pipelines.decoding.pyav import decode_all
     from data_pipelines.trajectories import read_trajectory_manifest
+    from jepa.inspect.readout import state_targets
 
     episodes = read_trajectory_manifest(manifest)[:max_episodes]
     frames, episode, paths = [], [], []
     labels: dict[str, list[np.ndarray]] = {}
     vocab: dict[str, list[str]] = {}
+    targets: dict[str, list[np.ndarray]] = {}
     for e, ep in enumerate(episodes):
         with np.load(ep.trajectory) as z:
             if "states" not in z:
@@ -90,8 +98,11 @@ def read_frames(manifest: str | os.PathLike[str], env: Any, frame_stride: int, m
         for name, (values, names) in env.state_labels(states[keep], arrays).items():
             labels.setdefault(name, []).append(np.asarray(values, np.int64))
             vocab[name] = list(names)
+        for name, col in state_targets(states[keep], arrays, getattr(env, "state_names", ())).items():
+            targets.setdefault(name, []).append(col)
     label_t = {k: torch.from_numpy(np.concatenate(v)) for k, v in labels.items()}
-    return np.concatenate(frames), np.concatenate(episode), label_t, vocab, paths
+    target_a = {k: np.concatenate(v) for k, v in targets.items() if len(v) == len(paths)}
+    return np.concatenate(frames), np.concatenate(episode), label_t, vocab, paths, target_a
 
 
 @torch.no_grad()
@@ -132,7 +143,7 @@ def run_inspect_world_model(world_model: str | os.PathLike[str], data: str | os.
         raise ValueError(f"unknown baseline(s) {bad}; choose random_init")
     wm = load_world_model(str(world_model), trust=trust)
     the_env = make_env(env, **(env_kwargs or {}))
-    frames, episode, labels, vocab, paths = read_frames(data, the_env, frame_stride, max_episodes)
+    frames, episode, labels, vocab, paths, targets = read_frames(data, the_env, frame_stride, max_episodes)
     if not label_columns(labels):
         raise ValueError(f"environment {env} gives no state labels with 2-{MAX_LABEL_VALUES} values for {data}; atoms cannot be named")
     tokens = encode_frames(wm.encoder, wm.normalise_frames, frames, batch_size)
@@ -146,12 +157,14 @@ def run_inspect_world_model(world_model: str | os.PathLike[str], data: str | os.
         "labels": sorted(label_columns(labels)), "label_values": vocab, "nameable_auc": NAMEABLE_AUC,
         "min_clips_per_name": MIN_CLIPS, "seed": seed,
         "pretrained": rep["summary"], "pca": pca_names(tokens, labels, fit, held, atoms),
+        "state_readout": {"pretrained": ridge_readout(tokens.flatten(1), targets, fit, held)},
     }
     if "random_init" in baselines:
         twin = random_encoder_twin(wm.encoder, seed)
         rtok = encode_frames(twin, wm.normalise_frames, frames, batch_size)
         _, rrep = dictionary_report(rtok, labels, fit, held, atoms, active, steps, seed, max_tokens)
         result["random_init"] = rrep["summary"]
+        result["state_readout"]["random_init"] = ridge_readout(rtok.flatten(1), targets, fit, held)
     result["atoms"] = rep["atoms"]
     if out is not None:
         from jepa.inspect.run import write_outputs

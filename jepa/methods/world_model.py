@@ -13,6 +13,7 @@ shows the whole data flow)::
                         does with SIGReg; only when the encoder trains)
     + smooth_weight * ||z_{t+1} - z_t||^2                        (temporal smoothness)
     + idm_weight * ||idm(z_t, z_{t+1}) - a_t||^2                 (inverse dynamics)
+    + clip_var_weight * mean_j max(0, 1 - std_j(z - mean_t z))    (within-clip variance)
 
 Actions are standardised inside the model with statistics taken from the training data at
 setup (saved in the checkpoint), so callers pass raw environment actions.
@@ -47,6 +48,18 @@ from jepa.objectives.base import Regularizer
 from jepa.objectives.prediction import LossKind, prediction_loss
 from jepa.objectives.targets import TargetEncoder, TargetKind
 from jepa.objectives.vicreg import VICReg
+
+
+def clip_variance_loss(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg's variance hinge on within-clip deviations: ``z [B, T, P, D]`` minus its mean over
+    T; the std of each (token, channel) over all B * T deviations (``T - 1`` degrees of freedom per
+    clip), ``mean max(0, gamma - sqrt(var + eps))``."""
+    b, t = z.shape[:2]
+    if t < 2:
+        return z.new_zeros(())
+    dev = (z - z.mean(1, keepdim=True)).reshape(b * t, -1)
+    var = dev.pow(2).sum(0) / (b * (t - 1))
+    return F.relu(gamma - torch.sqrt(var + eps)).mean()
 
 
 class FrameEncoder(nn.Module):
@@ -115,6 +128,11 @@ class ActionConditionedWorldModel(JepaMethod):
             read from old recipes and checkpoints. Use ``regularizer`` instead.
         smooth_weight: temporal smoothness ``||z_{t+1} - z_t||^2``.
         idm_weight: inverse-dynamics loss (an MLP predicts a_t from z_t, z_{t+1}).
+        clip_var_weight: VICReg's variance hinge on the latents' deviations from their own clip's
+            mean over time: each latent channel must change *within* clips. With a new scene per
+            episode (Two Rooms' random layouts) the scene alone satisfies a variance term over the
+            batch and is trivially predictable, so an encoder can keep it and drop what the
+            actions move; this term leaves that no minimum (``docs/experiments.md``).
         lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay, betas: AdamW
             and its warmup-cosine schedule.
         monitor_every: optimizer steps between collapse monitors (std, RankMe).
@@ -154,6 +172,7 @@ class ActionConditionedWorldModel(JepaMethod):
         cov_weight: float | None = None,
         smooth_weight: float = 0.0,
         idm_weight: float = 0.0,
+        clip_var_weight: float = 0.0,
         lr: float = 1e-3,
         start_lr: float = 1e-4,
         final_lr: float = 1e-5,
@@ -359,6 +378,9 @@ class ActionConditionedWorldModel(JepaMethod):
             if hp.smooth_weight > 0:
                 terms["smooth_loss"] = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
                 total = total + hp.smooth_weight * terms["smooth_loss"]
+            if hp.get("clip_var_weight", 0.0) > 0:
+                terms["clip_var_loss"] = clip_variance_loss(z)
+                total = total + hp.clip_var_weight * terms["clip_var_loss"]
         if self.idm is not None:
             pair = torch.cat([z[:, :-1].reshape(b, t - 1, -1), z[:, 1:].reshape(b, t - 1, -1)], dim=-1)
             terms["idm_loss"] = F.mse_loss(self.idm(pair), a)

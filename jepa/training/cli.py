@@ -419,7 +419,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
-    from jepa.inspect.run import run_inspect, summary_rows
+    from jepa.inspect.run import readout_rows, run_inspect, summary_rows
 
     wm = args.world_model is not None
     atoms = args.atoms or (64 if wm else 256)
@@ -457,6 +457,13 @@ def _cmd_inspect_atoms(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|---|")
     for row in summary_rows(result):
         print("| " + " | ".join(row) + " |")
+    if readout_rows(result):
+        keys = [k for k in ("pretrained", "random_init") if k in result["state_readout"]]
+        print("\nlinear state read-out, R^2 on held-out episodes:")
+        print("| state | " + " | ".join(keys) + " |")
+        print("|---|" + "---|" * len(keys))
+        for row in readout_rows(result):
+            print("| " + " | ".join(row) + " |")
     if args.out:
         print(f"wrote {args.out}/inspect.html, inspect.json, atoms/*.png, dictionary.pt")
     return 0
