@@ -37,7 +37,7 @@ def state_targets(states: np.ndarray, arrays: Mapping[str, np.ndarray], names: S
 
 
 def ridge_readout(x: torch.Tensor, targets: Mapping[str, np.ndarray | torch.Tensor], fit: torch.Tensor,
-                  held: torch.Tensor, alpha: float = 1e-3) -> dict[str, float]:
+                  held: torch.Tensor, alpha: float = 1e-2) -> dict[str, float]:
     """Held-out R^2 of a ridge regression from ``x [M, F]`` to each target ``[M]``.
 
     Targets constant on the held-out rows (nothing to explain) are left out."""
