@@ -117,6 +117,7 @@ def test_random_baseline_and_summary() -> None:
         results.append(run_episode(env, act=RandomWalkPolicy().actor(env, np.random.default_rng(i)), max_steps=20))
     s = summarise(results)
     assert s["episodes"] == 6 and 0.0 <= s["success_rate"] <= 1.0
+    assert s["episode_success"] == [r.success for r in results] and sum(s["episode_success"]) == s["successes"]
     assert s["replan_seconds_median"] is None  # a policy does not replan
     assert all(len(r.states) == r.steps + 1 for r in results)
 

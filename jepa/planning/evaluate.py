@@ -162,6 +162,7 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "episodes": len(results),
         "success_rate": len(ok) / max(len(results), 1),
         "successes": len(ok),
+        "episode_success": [bool(r.success) for r in results],  # in episode order: compare agents / models episode by episode
         "success_ci95": [lo, hi],
         "reached_any_time_rate": len(reached) / max(len(results), 1),
         "mean_steps_to_success": (float(np.mean([r.first_success_step for r in ok if r.first_success_step is not None]))
