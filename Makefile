@@ -34,13 +34,15 @@ demo: $(STAMP)
 	@echo "probes:      $(DEMO_OUT)/probe/probe.md, probe.json, probe.png (linear + attentive vs random-init and pixels)"
 	@$(BIN)/python tools/stages.py report $(DEMO_STAGES)
 
-TR_DATA ?= data/two_rooms
-TR_OUT ?= outputs/two_rooms
+TR_DATA ?= data/two_rooms_random
+TR_OUT ?= outputs/two_rooms_random
 
+# The headline protocol, eb-jepa: a new wall and door every episode, in collect and in plan.
 plan-demo: $(STAMP)
-	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --protocol eb-jepa-fixed --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
-	$(BIN)/jepa fit --config configs/world_model/two_rooms.yaml
-	$(BIN)/jepa plan --world-model $(TR_OUT) --protocol eb-jepa-fixed --seed 3 --replan-every 1 --out $(TR_OUT)/plan
+	test -f $(TR_DATA)/manifest.csv || $(BIN)/jepa data collect two-rooms --protocol eb-jepa --episodes 1000 --steps 100 --out $(TR_DATA) --seed 0
+	$(BIN)/jepa fit --config configs/world_model/two_rooms_random.yaml --data.init_args.train $(TR_DATA)/train.csv \
+		--data.init_args.val $(TR_DATA)/val.csv --trainer.default_root_dir $(TR_OUT)
+	$(BIN)/jepa plan --world-model $(TR_OUT) --protocol eb-jepa --seed 3 --replan-every 1 --out $(TR_OUT)/plan
 
 PT_DATA ?= data/pusht
 PT_OUT ?= outputs/pusht
