@@ -370,3 +370,5 @@ def test_clip_variance_loss_matches_the_formula_and_ignores_what_is_static_withi
     base = small_wm(rollout_steps=0)
     assert "clip_var_loss" not in base.compute_loss(wm_batch())[1]
     torch.testing.assert_close(wm.compute_loss(wm_batch())[0], base.compute_loss(wm_batch())[0] + 2.0 * terms["clip_var_loss"])
+    with pytest.raises(ValueError, match=r"model.init_args.clip_var_weight must be >= 0"):
+        small_wm(clip_var_weight=-1.0)

@@ -132,7 +132,7 @@ class ActionConditionedWorldModel(JepaMethod):
             mean over time: each latent channel must change *within* clips. With a new scene per
             episode (Two Rooms' random layouts) the scene alone satisfies a variance term over the
             batch and is trivially predictable, so an encoder can keep it and drop what the
-            actions move; this term leaves that no minimum (``docs/experiments.md``).
+            actions move; this term takes that minimum away (``docs/experiments.md``).
         lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay, betas: AdamW
             and its warmup-cosine schedule.
         monitor_every: optimizer steps between collapse monitors (std, RankMe).
@@ -194,6 +194,9 @@ class ActionConditionedWorldModel(JepaMethod):
                              f"{sorted(PRESETS)}")
         self.save_hyperparameters(ignore=["regularizer"])  # stored as its spec (set_regularizer)
         check_hparams(self.hparams)
+        for key in ("rollout_weight", "smooth_weight", "idm_weight", "clip_var_weight"):
+            if float(self.hparams[key]) < 0:
+                raise ValueError(f"model.init_args.{key} must be >= 0 (0: off), got {self.hparams[key]}")
         self.hparams["conv_widths"] = [int(w) for w in conv_widths]
         if var_weight is not None or cov_weight is not None:  # the keys of earlier versions
             if regularizer is not None:
