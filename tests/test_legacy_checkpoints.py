@@ -68,7 +68,7 @@ def test_old_pretraining_checkpoint_loads_under_its_old_class_path(legacy) -> No
     path, ckpt, _ = legacy["pretrain"]
     from jepa.pretrain import VideoJEPA  # the old module path
 
-    model = VideoJEPA.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    model = VideoJEPA.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     assert isinstance(model.regularizer, VICReg)
     assert model.regularizer.var_weight == 1.0 and model.regularizer.cov_weight == 0.2
     assert model.hparams.regularize_on == "context" and model.hparams.var_weight is None

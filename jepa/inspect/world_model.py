@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from jepa.inspect.dictionary import encode
-from jepa.inspect.readout import ridge_readout
+from jepa.inspect.readout import ridge_readout, state_targets
 from jepa.inspect.run import (
     MAX_LABEL_VALUES,
     MIN_CLIPS,
@@ -74,7 +74,6 @@ def read_frames(manifest: str | os.PathLike[str], env: Any, frame_stride: int, m
     column -> float ``[M]``))."""
     from data_pipelines.decoding.pyav import decode_all
     from data_pipelines.trajectories import read_trajectory_manifest
-    from jepa.inspect.readout import state_targets
 
     episodes = read_trajectory_manifest(manifest)[:max_episodes]
     frames, episode, paths = [], [], []
